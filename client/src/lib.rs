@@ -1,0 +1,21 @@
+//! # rukong-client
+//!
+//! The Rust client library and the `rukong` CLI. [`JobBuilder`] builds a DAG; [`Local`]
+//! runs it in embedded mode (engine, executor and proxy in one process, on the in-memory
+//! store); [`workloads`] generates the benchmark workloads.
+//!
+//! ## Layout
+//! - [`builder`]: [`JobBuilder`].
+//! - [`local`]: [`Local`], the embedded deployment.
+//! - [`output`]: the CLI's JSON output contract.
+//! - [`workloads`]: workload generators (`rukong gen …`).
+
+pub mod builder;
+pub mod workloads;
+pub mod local;
+pub mod output;
+
+pub use builder::{JobBuilder, TaskBuilder};
+pub use local::{Local, LocalConfig, LocalEngine, RunError};
+pub use rukong_core::dag::DagSpec;
+pub use rukong_engine::{JobReport, Progress};

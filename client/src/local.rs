@@ -1,0 +1,150 @@
+//! Embedded mode: engine, executor and proxy in one process on the in-memory store.
+
+use rukong_core::dag::DagSpec;
+use rukong_core::error::{DagError, StoreError};
+use rukong_core::store::memory::{DEFAULT_MAX_OBJECT, MemoryStore};
+use rukong_engine::{Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
+use rukong_executor::{ExecutorConfig, ExecutorHandle, Registry};
+use rukong_kvstore_proxy::LocalProxy;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Settings of an embedded deployment.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// Executor slots (default: one per core).
+    pub slots: usize,
+    pub engine: EngineConfig,
+    /// Functions the executor can run (default: the built-ins). Add your own here.
+    pub registry: Registry,
+    /// Largest object the store accepts, in bytes.
+    pub max_object: usize,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            engine: EngineConfig::default(),
+            registry: Registry::with_builtins(),
+            max_object: DEFAULT_MAX_OBJECT,
+        }
+    }
+}
+
+/// Why a run did not produce a report.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Invalid(#[from] DagError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("could not start the embedded runtime: {0}")]
+    Start(#[from] std::io::Error),
+}
+
+impl From<SubmitError> for RunError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(d) => RunError::Invalid(d),
+            SubmitError::Store(s) => RunError::Store(s),
+        }
+    }
+}
+
+pub type LocalEngine = Engine<MemoryStore, LocalProxy<MemoryStore>>;
+
+/// A running embedded deployment. Jobs run on its executor's slot threads; the calling
+/// thread only waits. Dropping it stops the executor.
+pub struct Local {
+    rt: tokio::runtime::Runtime,
+    store: Arc<MemoryStore>,
+    engine: LocalEngine,
+    executor: Option<ExecutorHandle>,
+    slots: usize,
+}
+
+impl Local {
+    pub fn start(config: LocalConfig) -> Result<Local, RunError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let store = Arc::new(MemoryStore::with_max_object(config.max_object));
+        let proxy = Arc::new(LocalProxy::with_max_object(store.clone(), config.max_object));
+        let slots = config.slots.max(1);
+        let mut engine_config = config.engine;
+        engine_config.job.slots_hint = slots;
+        let registry = Arc::new(config.registry);
+        let engine = Engine::new(
+            store.clone(),
+            proxy.clone(),
+            engine_config,
+            registry.names().map(str::to_owned),
+        );
+        let executor = rukong_executor::start(
+            ExecutorConfig::new(slots),
+            store.clone(),
+            proxy,
+            registry,
+        )?;
+        Ok(Local {
+            rt,
+            store,
+            engine,
+            executor: Some(executor),
+            slots,
+        })
+    }
+
+    pub fn engine(&self) -> &LocalEngine {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &Arc<MemoryStore> {
+        &self.store
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Runs a job to the end and frees its state.
+    pub fn run(&self, spec: DagSpec) -> Result<JobReport, RunError> {
+        self.run_with(spec, None, |_| {})
+    }
+
+    /// Runs a job to the end, reporting progress, giving up after `timeout` if set.
+    pub fn run_with(
+        &self,
+        spec: DagSpec,
+        timeout: Option<Duration>,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<JobReport, RunError> {
+        self.rt.block_on(async {
+            let submitted = std::time::Instant::now();
+            let job = self.engine.submit(spec).await?;
+            let result = self.engine.wait(&job, submitted, timeout, on_progress).await;
+            if result.is_err() {
+                let _ = self.engine.cancel(&job).await;
+            }
+            self.engine.release(&job).await?;
+            Ok(result?)
+        })
+    }
+
+    /// Runs an async block on this deployment's runtime (for the async engine API).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(e) = self.executor.take() {
+            e.stop();
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The DAG: the user-facing file format ([`spec`]), validation ([`validate()`]) and the
+//! compact compiled form ([`compiled`]) that executors walk.
+
+pub mod compiled;
+pub mod spec;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use compiled::{Child, Dag, TaskExtras};
+pub use spec::{DagFormat, DagSpec, Guard, Join, Resources, TaskSpec};
+pub use validate::{Limits, check_id, validate};

@@ -1,0 +1,148 @@
+//! The DAG file as users write it (DESIGN §3), in YAML or JSON.
+
+use crate::error::DagError;
+use crate::ids::TaskId;
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A DAG as written in a file or built with the client API. Not yet validated:
+/// [`crate::dag::validate`] turns it into a [`crate::Dag`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagSpec {
+    #[serde(default = "default_name")]
+    pub name: String,
+    pub tasks: Vec<TaskSpec>,
+    /// Tasks whose outputs the job returns. Default: every sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<TaskId>>,
+}
+
+fn default_name() -> String {
+    "dag".to_owned()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub id: TaskId,
+    #[serde(rename = "fn")]
+    pub func: String,
+    /// Ordered dependencies: their outputs are the function's first inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<TaskId>,
+    /// Constant inputs that follow the dependencies' outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Extra attempts after a failure (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Wall-clock limit for one attempt of a heavy (off-thread) function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<Join>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default)]
+    pub gpu: u32,
+}
+
+/// Run only when `dep`'s output equals `equals` (DESIGN §8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    pub dep: TaskId,
+    pub equals: Value,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Join {
+    #[default]
+    All,
+    Any,
+}
+
+/// The two file formats of DESIGN §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DagFormat {
+    Json,
+    Yaml,
+}
+
+impl DagFormat {
+    /// From a file extension; `None` when the extension says nothing.
+    pub fn from_path(path: &Path) -> Option<DagFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(DagFormat::Json),
+            "yaml" | "yml" => Some(DagFormat::Yaml),
+            _ => None,
+        }
+    }
+
+    /// Guesses from the text: JSON starts with `{` after whitespace.
+    pub fn sniff(text: &str) -> DagFormat {
+        if text.trim_start().starts_with('{') {
+            DagFormat::Json
+        } else {
+            DagFormat::Yaml
+        }
+    }
+}
+
+impl DagSpec {
+    pub fn from_json_str(text: &str) -> Result<DagSpec, DagError> {
+        serde_json::from_str(text).map_err(|e| DagError::Parse {
+            format: "JSON",
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn from_yaml_str(text: &str) -> Result<DagSpec, DagError> {
+        serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            DagError::Parse {
+                format: "YAML",
+                line,
+                column,
+                message: e.to_string(),
+            }
+        })
+    }
+
+    pub fn parse(text: &str, format: DagFormat) -> Result<DagSpec, DagError> {
+        match format {
+            DagFormat::Json => Self::from_json_str(text),
+            DagFormat::Yaml => Self::from_yaml_str(text),
+        }
+    }
+
+    /// Reads a DAG file; the format comes from the extension, else from the content.
+    pub fn from_path(path: &Path) -> Result<DagSpec, DagError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DagError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let format = DagFormat::from_path(path).unwrap_or_else(|| DagFormat::sniff(&text));
+        Self::parse(&text, format)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}

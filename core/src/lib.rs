@@ -1,0 +1,36 @@
+//! # rukong-core
+//!
+//! What every rukong component shares: the DAG model and its validation, newtype ids, the
+//! static scheduler, the wire messages, the store traits with their in-memory
+//! implementation, and the error types.
+//!
+//! ## Layout
+//! - [`ids`]: `JobId`, `TaskId`, `ExecutorId` newtypes; `TaskIdx`, the dense task index.
+//! - [`value`]: [`Value`], what flows between tasks (JSON plus bytes).
+//! - [`dag`]: the file format ([`DagSpec`]), [`validate`](dag::validate()) and the compiled
+//!   [`Dag`].
+//! - [`schedule`]: the static scheduler (become / invoke / use_proxy).
+//! - [`plan`]: [`JobPlan`], what is stored once per job.
+//! - [`messages`]: invocations, payloads and events.
+//! - [`store`]: the store traits, [`store::memory::MemoryStore`], and the conformance suite
+//!   (feature `test-util`).
+//! - [`proxy`]: the KV-store proxy's interface.
+//! - [`profile`]: profile histograms.
+//! - [`error`]: one error enum per concern.
+
+pub mod dag;
+pub mod error;
+pub mod ids;
+pub mod messages;
+pub mod plan;
+pub mod profile;
+pub mod proxy;
+pub mod schedule;
+pub mod store;
+pub mod value;
+
+pub use dag::{Dag, DagSpec, Limits};
+pub use error::{DagError, StoreError};
+pub use ids::{ExecClass, ExecutorId, FnIdx, JobId, TaskId, TaskIdx};
+pub use plan::{JobConfig, JobPlan};
+pub use value::Value;

@@ -1,0 +1,142 @@
+//! Wire messages between engine, executors and proxy, and the per-job events. Named fields
+//! only; ids are newtypes. These are serialized to MessagePack in cluster mode and passed by
+//! value in embedded mode.
+
+use crate::ids::{JobId, TaskId, TaskIdx};
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The version of the wire protocol; peers check it at the handshake and never retry a
+/// mismatch.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Key of a large object in the object store (through the KV-store proxy). Job-scoped keys
+/// look like `rk:{<job>}:obj:<task>`; the braces are a Redis Cluster hash tag.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+    /// The key under which task `task`'s large output is stored.
+    pub fn for_output(job: &JobId, task: TaskIdx) -> Self {
+        Self(format!("{}obj:{}", job_prefix(job), task.0))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Whether the key belongs to `job` (and is freed with it).
+    pub fn belongs_to(&self, job: &JobId) -> bool {
+        self.0.starts_with(&job_prefix(job))
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The prefix of every key that belongs to a job: `rk:{<job>}:`.
+pub fn job_prefix(job: &JobId) -> String {
+    format!("rk:{{{job}}}:")
+}
+
+/// A task output as it travels: inline, or the key of a large object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Payload {
+    Inline(Value),
+    Object(ObjectKey),
+}
+
+/// An input that an invocation brings along, so the receiver need not fetch it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnownInput {
+    pub from: TaskIdx,
+    pub payload: Payload,
+}
+
+/// Where to start walking: the task, with the inputs the sender already had.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Start {
+    pub task: TaskIdx,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<KnownInput>,
+}
+
+/// A request to walk the job's schedule from one or more start tasks (a batch of sources or
+/// siblings amortizes queue round trips).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    pub job: JobId,
+    pub starts: Vec<Start>,
+}
+
+/// What one invocation did, appended as a progress event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkStats {
+    /// Tasks completed.
+    pub tasks: u64,
+    /// Function `init`s run on the critical path.
+    pub cold_starts: u32,
+    pub init_us: u64,
+    /// Large outputs put in the object store.
+    pub objects_put: u32,
+    pub object_bytes: u64,
+    /// Invocations sent to other slots.
+    pub invocations_sent: u32,
+    /// Fan-outs handed to the proxy.
+    pub proxy_fanouts: u32,
+}
+
+impl WalkStats {
+    pub fn merge(&mut self, o: &WalkStats) {
+        self.tasks += o.tasks;
+        self.cold_starts += o.cold_starts;
+        self.init_us += o.init_us;
+        self.objects_put += o.objects_put;
+        self.object_bytes += o.object_bytes;
+        self.invocations_sent += o.invocations_sent;
+        self.proxy_fanouts += o.proxy_fanouts;
+    }
+}
+
+/// A per-job event (DESIGN §5). The stream is durable and read by cursor; the engine and
+/// clients never rely on a notification alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A task finished that is a sink or a requested output. `payload` is present for
+    /// requested outputs only. Duplicates (after a retried invocation) carry equal values.
+    TaskResult {
+        task: TaskIdx,
+        sink: bool,
+        payload: Option<Payload>,
+    },
+    /// A task failed for good (after its retries).
+    TaskFailed {
+        task: TaskIdx,
+        id: TaskId,
+        attempts: u32,
+        error: String,
+    },
+    /// One invocation's work, for progress and stats.
+    Progress(WalkStats),
+}
+
+/// Where a job stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed { task: TaskId, error: String },
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, JobState::Running)
+    }
+}

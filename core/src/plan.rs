@@ -1,0 +1,59 @@
+//! What the engine stores once per job and executors fetch and cache: the validated DAG, its
+//! static schedule, and the data-passing settings.
+
+use crate::dag::Dag;
+use crate::ids::JobId;
+use crate::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+
+/// Data-passing and batching settings fixed at submission (DESIGN §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConfig {
+    /// P: outputs up to this many bytes travel inline; larger ones go to the object store.
+    pub inline_limit: usize,
+    /// F: fan-outs of at least this out-degree are handed to the proxy.
+    pub proxy_fanout: u32,
+    /// Most start tasks in one invocation.
+    pub max_starts_per_invocation: usize,
+    /// The number of executor slots the work is spread over (for batching).
+    pub slots_hint: usize,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            inline_limit: 64 * 1024,
+            proxy_fanout: crate::schedule::DEFAULT_PROXY_FANOUT,
+            max_starts_per_invocation: 256,
+            slots_hint: 2,
+        }
+    }
+}
+
+impl JobConfig {
+    /// How many start tasks to put in each invocation when `n` are ready at once: enough
+    /// invocations for every slot to get several (load balance), few enough that queue costs
+    /// are amortized.
+    pub fn chunk_size(&self, n: usize) -> usize {
+        let per = n.div_ceil(self.slots_hint.max(1) * 4);
+        per.clamp(1, self.max_starts_per_invocation.max(1))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobPlan {
+    pub job: JobId,
+    pub dag: Dag,
+    pub schedule: Schedule,
+    pub config: JobConfig,
+}
+
+impl JobPlan {
+    pub fn to_msgpack(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_msgpack(bytes: &[u8]) -> Result<JobPlan, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+}

@@ -1,0 +1,70 @@
+//! The KV-store proxy's interface (DESIGN §2, §4.6). The executor calls the proxy only
+//! through [`Proxy`]; embedded mode implements it in-process, cluster mode over TCP.
+
+use crate::dag::Child;
+use crate::error::StoreError;
+use crate::ids::{JobId, TaskIdx};
+use crate::messages::{ObjectKey, Payload};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use thiserror::Error;
+
+/// A whole fan-out handed to the proxy: record `parent`'s arrival at each fan-in child, and
+/// enqueue every child that is ready, in batched invocations. The parent's output must
+/// already be durable (written to the output store) when any child is a fan-in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FanOutRequest {
+    pub job: JobId,
+    pub parent: TaskIdx,
+    /// The parent's output, as the children receive it.
+    pub payload: Payload,
+    pub children: Vec<Child>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanOutReply {
+    /// Children that were ready and were enqueued.
+    pub enqueued: u32,
+    /// Invocations those children were packed into.
+    pub invocations: u32,
+    /// Fan-in children still waiting for other parents.
+    pub waiting: u32,
+}
+
+/// Proxy failures. `Store` errors keep their own retryability; `Unavailable` is retryable;
+/// a protocol or version mismatch never is.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("proxy unavailable: {0}")]
+    Unavailable(String),
+    #[error("proxy protocol error: {0}")]
+    Protocol(String),
+    #[error("proxy speaks protocol version {theirs}, this build speaks {ours}")]
+    VersionMismatch { ours: u32, theirs: u32 },
+}
+
+impl ProxyError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProxyError::Store(e) => e.is_retryable(),
+            ProxyError::Unavailable(_) => true,
+            ProxyError::Protocol(_) | ProxyError::VersionMismatch { .. } => false,
+        }
+    }
+}
+
+pub type ProxyResult<T> = Result<T, ProxyError>;
+
+pub trait Proxy: Send + Sync + 'static {
+    fn put_object(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> impl Future<Output = ProxyResult<()>> + Send;
+    fn get_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<Option<Bytes>>> + Send;
+    fn delete_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<()>> + Send;
+    fn fan_out(&self, req: FanOutRequest) -> impl Future<Output = ProxyResult<FanOutReply>> + Send;
+}

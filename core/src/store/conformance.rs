@@ -1,0 +1,413 @@
+//! The store conformance suite. Every [`Store`] implementation runs these same checks:
+//! the in-memory store in `core`, Redis in cluster mode. Use
+//! [`store_conformance_tests!`](crate::store_conformance_tests) to stamp them out as tests.
+
+use super::*;
+use crate::dag::{DagSpec, Limits, validate};
+use crate::messages::{JobState, Start};
+use crate::plan::{JobConfig, JobPlan};
+use crate::profile::FnProfile;
+use crate::value::Value;
+
+/// A small stored plan for tests: `a`, `b` feed the fan-in `c` (which lists `a` twice); a
+/// 70-way fan-in `w` exercises multi-word arrival bitmaps.
+pub fn sample_plan(job: &str) -> Arc<JobPlan> {
+    let mut yaml = String::from(
+        "name: conformance\ntasks:\n  - {id: a, fn: const, args: [1]}\n  - {id: b, fn: const, args: [2]}\n  - {id: c, fn: add, deps: [a, b, a]}\n",
+    );
+    for i in 0..70 {
+        yaml.push_str(&format!("  - {{id: p{i}, fn: const, args: [{i}]}}\n"));
+    }
+    let deps: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
+    yaml.push_str(&format!("  - {{id: w, fn: add, deps: [{}]}}\n", deps.join(", ")));
+    let dag = validate(
+        DagSpec::from_yaml_str(&yaml).expect("sample DAG parses"),
+        &Limits::default(),
+        &|_| true,
+    )
+    .expect("sample DAG is valid");
+    let schedule = crate::schedule::schedule(&dag, 10);
+    Arc::new(JobPlan {
+        job: JobId::new(job),
+        dag,
+        schedule,
+        config: JobConfig::default(),
+    })
+}
+
+fn unique_job(tag: &str) -> String {
+    format!("{tag}-{}", JobId::generate())
+}
+
+fn req(plan: &JobPlan, child: &str, parent: &str) -> ArrivalReq {
+    let d = &plan.dag;
+    let c = d.lookup(child).expect("child exists");
+    let p = d.lookup(parent).expect("parent exists");
+    let pos = d
+        .children(p)
+        .iter()
+        .find(|e| e.task == c)
+        .expect("edge exists")
+        .pos;
+    ArrivalReq {
+        child: c,
+        pos,
+        needed: d.needed(c),
+    }
+}
+
+pub async fn jobs<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("jobs"));
+    let job = plan.job.clone();
+    assert!(matches!(
+        s.get_job(&job).await,
+        Err(StoreError::UnknownJob(_))
+    ));
+    s.put_job(plan.clone()).await.unwrap();
+    s.put_job(plan.clone()).await.unwrap(); // idempotent
+    let got = s.get_job(&job).await.unwrap();
+    assert_eq!(got.dag.len(), plan.dag.len());
+    assert_eq!(got.dag.lookup("w"), plan.dag.lookup("w"));
+    assert_eq!(got.schedule, plan.schedule);
+    assert_eq!(s.job_state(&job).await.unwrap(), JobState::Running);
+    let failed = JobState::Failed {
+        task: "c".into(),
+        error: "boom".into(),
+    };
+    s.set_job_state(&job, failed.clone()).await.unwrap();
+    assert_eq!(s.job_state(&job).await.unwrap(), failed);
+    s.delete_job(&job).await.unwrap();
+    assert!(matches!(
+        s.job_state(&job).await,
+        Err(StoreError::UnknownJob(_))
+    ));
+    assert!(matches!(
+        s.record_arrivals(&job, &[req(&plan, "c", "a")]).await,
+        Err(StoreError::UnknownJob(_))
+    ));
+}
+
+pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("fanin"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let a = s.record_arrivals(&job, &[req(&plan, "c", "a")]).await.unwrap();
+    assert_eq!(
+        a,
+        vec![Arrival {
+            arrived: 1,
+            needed: 2,
+            first_time: true
+        }]
+    );
+    // The same parent again (a retry, or a lost reply) counts once.
+    let again = s.record_arrivals(&job, &[req(&plan, "c", "a")]).await.unwrap();
+    assert_eq!(again[0].arrived, 1);
+    assert!(!again[0].first_time);
+    assert!(!again[0].completes());
+    let b = s.record_arrivals(&job, &[req(&plan, "c", "b")]).await.unwrap();
+    assert!(b[0].completes());
+    let late = s
+        .record_arrivals(&job, &[req(&plan, "c", "b"), req(&plan, "c", "a")])
+        .await
+        .unwrap();
+    assert!(late.iter().all(|x| !x.completes() && x.arrived == 2));
+    // Positions past the 64th use a second bitmap word.
+    let mut completions = 0;
+    for i in (0..70).rev() {
+        let r = s
+            .record_arrivals(&job, &[req(&plan, "w", &format!("p{i}"))])
+            .await
+            .unwrap();
+        completions += usize::from(r[0].completes());
+        assert_eq!(r[0].arrived, 70 - i);
+    }
+    assert_eq!(completions, 1);
+    s.delete_job(&job).await.unwrap();
+}
+
+pub async fn fan_in_rejects_bad_positions<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("badpos"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let mut r = req(&plan, "c", "a");
+    r.pos = 5;
+    assert!(matches!(
+        s.record_arrivals(&job, &[r]).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    s.delete_job(&job).await.unwrap();
+}
+
+/// Many concurrent arrivals, each parent sent three times: exactly one completes.
+pub async fn fan_in_concurrent<S: Store>(s: Arc<S>) {
+    let plan = sample_plan(&unique_job("concurrent"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for round in 0..3 {
+        for i in 0..70 {
+            let s = s.clone();
+            let job = job.clone();
+            let r = req(&plan, "w", &format!("p{}", (i * 3 + round * 11) % 70));
+            handles.push(tokio::spawn(async move {
+                s.record_arrivals(&job, &[r]).await.unwrap()[0]
+            }));
+        }
+    }
+    let mut completions = 0;
+    let mut firsts = 0;
+    for h in handles {
+        let a = h.await.unwrap();
+        completions += usize::from(a.completes());
+        firsts += usize::from(a.first_time);
+    }
+    assert_eq!(completions, 1, "exactly one arrival completes the fan-in");
+    assert_eq!(firsts, 70, "each parent is first exactly once");
+    s.delete_job(&job).await.unwrap();
+}
+
+pub async fn outputs<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("outputs"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let a = plan.dag.lookup("a").unwrap();
+    let b = plan.dag.lookup("b").unwrap();
+    let key = ObjectKey::for_output(&job, b);
+    s.put_outputs(
+        &job,
+        vec![
+            (a, Payload::Inline(Value::Int(41))),
+            (b, Payload::Object(key.clone())),
+        ],
+    )
+    .await
+    .unwrap();
+    let got = s
+        .get_outputs(&job, &[b, a, plan.dag.lookup("c").unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(Payload::Object(key)),
+            Some(Payload::Inline(Value::Int(41))),
+            None
+        ]
+    );
+    s.delete_job(&job).await.unwrap();
+    assert!(matches!(
+        s.get_outputs(&job, &[a]).await,
+        Err(StoreError::UnknownJob(_))
+    ));
+}
+
+pub async fn objects<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("objects"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let mine = ObjectKey::for_output(&job, TaskIdx(1));
+    let other = ObjectKey::new(format!("conformance-other-{}", JobId::generate()));
+    let big = Bytes::from(vec![7u8; 3 << 20]);
+    assert_eq!(s.get_object(&mine).await.unwrap(), None);
+    s.put_object(&mine, big.clone()).await.unwrap();
+    s.put_object(&other, Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(s.get_object(&mine).await.unwrap(), Some(big));
+    // Deleting the job frees its objects, and only its objects.
+    s.delete_job(&job).await.unwrap();
+    assert_eq!(s.get_object(&mine).await.unwrap(), None);
+    assert_eq!(
+        s.get_object(&other).await.unwrap(),
+        Some(Bytes::from_static(b"x"))
+    );
+    s.delete_object(&other).await.unwrap();
+    assert_eq!(s.get_object(&other).await.unwrap(), None);
+}
+
+fn inv(job: &JobId, task: u32) -> Invocation {
+    Invocation {
+        job: job.clone(),
+        starts: vec![Start {
+            task: TaskIdx(task),
+            inputs: Vec::new(),
+        }],
+    }
+}
+
+pub async fn queue<S: Store>(s: &S) {
+    let job = JobId::new(unique_job("queue"));
+    let me = ExecutorId::new("conformance-1");
+    let other = ExecutorId::new("conformance-2");
+    let short = Duration::from_millis(50);
+    // Use the GPU class so that a suite run never sees another test's CPU entries.
+    let class = ExecClass::Gpu;
+    // Drain leftovers from an earlier run against the same server.
+    while !s.pull(class, &me, 1000, short).await.unwrap().is_empty() {}
+    for d in s
+        .reclaim(class, &me, Duration::ZERO, 1000)
+        .await
+        .unwrap()
+    {
+        s.ack(class, &[d.id]).await.unwrap();
+    }
+
+    let t0 = std::time::Instant::now();
+    assert!(s.pull(class, &me, 10, short).await.unwrap().is_empty());
+    assert!(t0.elapsed() >= Duration::from_millis(40), "pull waits");
+
+    s.push(class, vec![inv(&job, 1), inv(&job, 2), inv(&job, 3)])
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let batch = s.pull(class, &me, 10, short).await.unwrap();
+        assert!(!batch.is_empty(), "pushed entries are delivered");
+        got.extend(batch);
+    }
+    let tasks: Vec<u32> = got.iter().map(|d| d.invocation.starts[0].task.0).collect();
+    assert_eq!(tasks, [1, 2, 3], "FIFO order");
+    assert!(got.iter().all(|d| d.deliveries == 1));
+    // Pending entries are not delivered again by pull.
+    assert!(s.pull(class, &other, 10, short).await.unwrap().is_empty());
+    s.ack(class, &[got[0].id]).await.unwrap();
+    // A touched entry is not idle; the others are reclaimed by another consumer.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    s.touch(class, &me, &[got[1].id]).await.unwrap();
+    let re = s
+        .reclaim(class, &other, Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(re.len(), 1);
+    assert_eq!(re[0].id, got[2].id);
+    assert_eq!(re[0].deliveries, 2);
+    assert_eq!(re[0].invocation, got[2].invocation);
+    s.ack(class, &[got[1].id, got[2].id]).await.unwrap();
+    s.ack(class, &[got[2].id]).await.unwrap(); // acking twice is harmless
+    assert!(
+        s.reclaim(class, &other, Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn queue_wakes_a_waiting_puller<S: Store>(s: Arc<S>) {
+    let job = JobId::new(unique_job("wake"));
+    let class = ExecClass::Gpu;
+    let me = ExecutorId::new("conformance-waker");
+    let s2 = s.clone();
+    let puller = tokio::spawn(async move {
+        let t0 = std::time::Instant::now();
+        let got = s2.pull(class, &me, 10, Duration::from_secs(10)).await.unwrap();
+        (got, t0.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.push(class, vec![inv(&job, 9)]).await.unwrap();
+    let (got, waited) = puller.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(waited < Duration::from_secs(5), "woken by the push");
+    s.ack(class, &[got[0].id]).await.unwrap();
+}
+
+pub async fn events<S: Store>(s: Arc<S>) {
+    let plan = sample_plan(&unique_job("events"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let ev = |t: u32| Event::TaskResult {
+        task: TaskIdx(t),
+        sink: true,
+        payload: Some(Payload::Inline(Value::Int(t as i64))),
+    };
+    s.append_events(&job, vec![ev(1), ev(2)]).await.unwrap();
+    let b = s
+        .read_events(&job, 0, 100, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(b.events, vec![ev(1), ev(2)]);
+    assert_eq!(b.next, 2);
+    let b = s.read_events(&job, 1, 1, Duration::ZERO).await.unwrap();
+    assert_eq!(b.events, vec![ev(2)]);
+    // A reader at the end waits for the next append.
+    let (s2, job2) = (s.clone(), job.clone());
+    let reader = tokio::spawn(async move {
+        s2.read_events(&job2, 2, 100, Duration::from_secs(10))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.append_events(&job, vec![ev(3)]).await.unwrap();
+    let b = reader.await.unwrap();
+    assert_eq!(b.events, vec![ev(3)]);
+    assert_eq!(b.next, 3);
+    // Nothing new: a bounded wait returns empty at the same cursor.
+    let b = s
+        .read_events(&job, 3, 100, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert!(b.events.is_empty());
+    assert_eq!(b.next, 3);
+    s.delete_job(&job).await.unwrap();
+}
+
+pub async fn profiles<S: Store>(s: &S) {
+    let name = unique_job("profile");
+    assert!(s.get_profile(&name).await.unwrap().is_empty());
+    let mut p = FnProfile::default();
+    p.exec_us.record(100);
+    p.cold_start_us.record(5000);
+    let delta: DagProfile = [("add".to_string(), p)].into();
+    s.record_profile(&name, delta.clone()).await.unwrap();
+    s.record_profile(&name, delta).await.unwrap();
+    let got = s.get_profile(&name).await.unwrap();
+    assert_eq!(got["add"].exec_us.count, 2);
+    assert_eq!(got["add"].cold_start_us.sum, 10000);
+}
+
+/// Stamps out the conformance suite as `#[tokio::test]`s for the store that `$make`
+/// builds (evaluated once per test).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        #[tokio::test]
+        async fn conformance_jobs() {
+            $crate::store::conformance::jobs(&$make).await
+        }
+        #[tokio::test]
+        async fn conformance_fan_in_is_idempotent() {
+            $crate::store::conformance::fan_in_is_idempotent(&$make).await
+        }
+        #[tokio::test]
+        async fn conformance_fan_in_rejects_bad_positions() {
+            $crate::store::conformance::fan_in_rejects_bad_positions(&$make).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn conformance_fan_in_concurrent() {
+            $crate::store::conformance::fan_in_concurrent(std::sync::Arc::new($make)).await
+        }
+        #[tokio::test]
+        async fn conformance_outputs() {
+            $crate::store::conformance::outputs(&$make).await
+        }
+        #[tokio::test]
+        async fn conformance_objects() {
+            $crate::store::conformance::objects(&$make).await
+        }
+        #[tokio::test]
+        async fn conformance_queue() {
+            $crate::store::conformance::queue(&$make).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_queue_wakes_a_waiting_puller() {
+            $crate::store::conformance::queue_wakes_a_waiting_puller(std::sync::Arc::new($make))
+                .await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_events() {
+            $crate::store::conformance::events(std::sync::Arc::new($make)).await
+        }
+        #[tokio::test]
+        async fn conformance_profiles() {
+            $crate::store::conformance::profiles(&$make).await
+        }
+    };
+}

@@ -1,0 +1,481 @@
+//! The in-memory store: the embedded mode's backend, a first-class implementation that
+//! passes the same conformance suite as Redis.
+//!
+//! Per job, fan-in records are atomic bitmaps plus counters and outputs are write-once cells,
+//! both indexed by task: recording an arrival is two atomic operations, with no lock.
+
+use super::*;
+use crate::messages::JobState;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// Default cap on one object's size (the proxy enforces the same).
+pub const DEFAULT_MAX_OBJECT: usize = 512 << 20;
+
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    jobs: RwLock<HashMap<JobId, Arc<JobEntry>>>,
+    objects: Mutex<HashMap<ObjectKey, Bytes>>,
+    queues: [Queue; 2],
+    profiles: Mutex<HashMap<String, DagProfile>>,
+    max_object: usize,
+}
+
+struct JobEntry {
+    plan: Arc<JobPlan>,
+    state: Mutex<JobState>,
+    /// Word offset of each task's arrival bitmap in `words` (`off[t]..off[t+1]`).
+    off: Vec<u32>,
+    words: Vec<AtomicU64>,
+    count: Vec<AtomicU32>,
+    outputs: Vec<OnceLock<Payload>>,
+    events: Mutex<Vec<Event>>,
+    events_changed: Notify,
+}
+
+/// Locks, recovering from a poisoned lock: every critical section here leaves the data
+/// consistent, so a panic elsewhere must not wedge the store.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::with_max_object(DEFAULT_MAX_OBJECT)
+    }
+
+    pub fn with_max_object(max_object: usize) -> Self {
+        MemoryStore {
+            inner: Arc::new(Inner {
+                jobs: RwLock::new(HashMap::new()),
+                objects: Mutex::new(HashMap::new()),
+                queues: [Queue::default(), Queue::default()],
+                profiles: Mutex::new(HashMap::new()),
+                max_object,
+            }),
+        }
+    }
+
+    fn job(&self, job: &JobId) -> StoreResult<Arc<JobEntry>> {
+        let jobs = self.inner.jobs.read().unwrap_or_else(|e| e.into_inner());
+        jobs.get(job)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownJob(job.clone()))
+    }
+
+    fn queue(&self, class: ExecClass) -> &Queue {
+        &self.inner.queues[class as usize]
+    }
+
+    /// Number of objects held (for tests and stats).
+    pub fn object_count(&self) -> usize {
+        lock(&self.inner.objects).len()
+    }
+
+    /// Entries waiting plus entries pending ack in `class` (for tests and stats).
+    pub fn queue_len(&self, class: ExecClass) -> (usize, usize) {
+        let q = lock(&self.queue(class).state);
+        (q.ready.len(), q.pending.len())
+    }
+}
+
+impl JobEntry {
+    fn new(plan: Arc<JobPlan>) -> Self {
+        let n = plan.dag.len();
+        let mut off = Vec::with_capacity(n + 1);
+        let mut total = 0u32;
+        off.push(0);
+        for t in plan.dag.tasks() {
+            total += plan.dag.needed(t).div_ceil(64);
+            off.push(total);
+        }
+        JobEntry {
+            state: Mutex::new(JobState::Running),
+            words: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            count: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            outputs: (0..n).map(|_| OnceLock::new()).collect(),
+            off,
+            plan,
+            events: Mutex::new(Vec::new()),
+            events_changed: Notify::new(),
+        }
+    }
+
+    fn check_task(&self, t: TaskIdx) -> StoreResult<()> {
+        if t.get() >= self.outputs.len() {
+            return Err(StoreError::Corrupt {
+                key: format!("{}task:{}", crate::messages::job_prefix(&self.plan.job), t.0),
+                message: format!("task index out of range (job has {})", self.outputs.len()),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl JobStore for MemoryStore {
+    async fn put_job(&self, plan: Arc<JobPlan>) -> StoreResult<()> {
+        let mut jobs = self.inner.jobs.write().unwrap_or_else(|e| e.into_inner());
+        jobs.entry(plan.job.clone())
+            .or_insert_with(|| Arc::new(JobEntry::new(plan)));
+        Ok(())
+    }
+
+    async fn get_job(&self, job: &JobId) -> StoreResult<Arc<JobPlan>> {
+        Ok(self.job(job)?.plan.clone())
+    }
+
+    async fn set_job_state(&self, job: &JobId, state: JobState) -> StoreResult<()> {
+        let entry = self.job(job)?;
+        *lock(&entry.state) = state;
+        // Wake readers waiting on events: a finished job has nothing more to wait for.
+        entry.events_changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn job_state(&self, job: &JobId) -> StoreResult<JobState> {
+        Ok(lock(&self.job(job)?.state).clone())
+    }
+
+    async fn delete_job(&self, job: &JobId) -> StoreResult<()> {
+        let removed = self
+            .inner
+            .jobs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(job);
+        lock(&self.inner.objects).retain(|k, _| !k.belongs_to(job));
+        if let Some(entry) = removed {
+            entry.events_changed.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+impl FanInStore for MemoryStore {
+    async fn record_arrivals(&self, job: &JobId, reqs: &[ArrivalReq]) -> StoreResult<Vec<Arrival>> {
+        let entry = self.job(job)?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            entry.check_task(r.child)?;
+            let c = r.child.get();
+            let needed = entry.plan.dag.needed(r.child);
+            if r.pos >= needed || r.needed != needed {
+                return Err(StoreError::Corrupt {
+                    key: format!("{}in:{}", crate::messages::job_prefix(job), c),
+                    message: format!(
+                        "arrival at position {} of {} (task has {} dependencies)",
+                        r.pos, r.needed, needed
+                    ),
+                });
+            }
+            let word = entry.off[c] as usize + (r.pos / 64) as usize;
+            let bit = 1u64 << (r.pos % 64);
+            let before = entry.words[word].fetch_or(bit, Ordering::AcqRel);
+            let first_time = before & bit == 0;
+            let arrived = if first_time {
+                entry.count[c].fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                entry.count[c].load(Ordering::Acquire)
+            };
+            out.push(Arrival {
+                arrived,
+                needed,
+                first_time,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl OutputStore for MemoryStore {
+    async fn put_outputs(&self, job: &JobId, items: Vec<(TaskIdx, Payload)>) -> StoreResult<()> {
+        let entry = self.job(job)?;
+        for (t, p) in items {
+            entry.check_task(t)?;
+            // Write-once: a re-run of a deterministic task writes the same value again.
+            let _ = entry.outputs[t.get()].set(p);
+        }
+        Ok(())
+    }
+
+    async fn get_outputs(&self, job: &JobId, tasks: &[TaskIdx]) -> StoreResult<Vec<Option<Payload>>> {
+        let entry = self.job(job)?;
+        tasks
+            .iter()
+            .map(|&t| {
+                entry.check_task(t)?;
+                Ok(entry.outputs[t.get()].get().cloned())
+            })
+            .collect()
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    async fn put_object(&self, key: &ObjectKey, data: Bytes) -> StoreResult<()> {
+        if data.len() > self.inner.max_object {
+            return Err(StoreError::TooLarge {
+                key: key.to_string(),
+                size: data.len(),
+                max: self.inner.max_object,
+            });
+        }
+        lock(&self.inner.objects).insert(key.clone(), data);
+        Ok(())
+    }
+
+    async fn get_object(&self, key: &ObjectKey) -> StoreResult<Option<Bytes>> {
+        Ok(lock(&self.inner.objects).get(key).cloned())
+    }
+
+    async fn delete_object(&self, key: &ObjectKey) -> StoreResult<()> {
+        lock(&self.inner.objects).remove(key);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<(DeliveryId, u32, Invocation)>,
+    pending: HashMap<DeliveryId, PendingEntry>,
+    consumers: std::collections::HashSet<ExecutorId>,
+    next: u64,
+}
+
+struct PendingEntry {
+    consumer: ExecutorId,
+    since: Instant,
+    deliveries: u32,
+    invocation: Invocation,
+}
+
+impl QueueState {
+    fn deliver(&mut self, consumer: &ExecutorId, max: usize) -> Vec<Delivery> {
+        // Fair share: with a backlog of B and C consumers, take about B/C so that one slot
+        // does not hoard work that idle slots could run.
+        let share = self.ready.len().div_ceil(self.consumers.len().max(1));
+        let take = max.min(share.max(1)).min(self.ready.len());
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(take);
+        for _ in 0..take {
+            let Some((id, deliveries, invocation)) = self.ready.pop_front() else {
+                break;
+            };
+            let deliveries = deliveries + 1;
+            self.pending.insert(
+                id,
+                PendingEntry {
+                    consumer: consumer.clone(),
+                    since: now,
+                    deliveries,
+                    invocation: invocation.clone(),
+                },
+            );
+            out.push(Delivery {
+                id,
+                deliveries,
+                invocation,
+            });
+        }
+        out
+    }
+}
+
+impl InvocationQueue for MemoryStore {
+    async fn push(&self, class: ExecClass, invocations: Vec<Invocation>) -> StoreResult<()> {
+        if invocations.is_empty() {
+            return Ok(());
+        }
+        let q = self.queue(class);
+        {
+            let mut s = lock(&q.state);
+            for inv in invocations {
+                s.next += 1;
+                let id = DeliveryId { ms: 0, seq: s.next };
+                s.ready.push_back((id, 0, inv));
+            }
+        }
+        q.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        class: ExecClass,
+        consumer: &ExecutorId,
+        max: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<Delivery>> {
+        let q = self.queue(class);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = q.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = lock(&q.state);
+                if !s.consumers.contains(consumer) {
+                    s.consumers.insert(consumer.clone());
+                }
+                if !s.ready.is_empty() {
+                    return Ok(s.deliver(consumer, max.max(1)));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack(&self, class: ExecClass, ids: &[DeliveryId]) -> StoreResult<()> {
+        let mut s = lock(&self.queue(class).state);
+        for id in ids {
+            s.pending.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn touch(&self, class: ExecClass, consumer: &ExecutorId, ids: &[DeliveryId]) -> StoreResult<()> {
+        let mut s = lock(&self.queue(class).state);
+        let now = Instant::now();
+        for id in ids {
+            if let Some(p) = s.pending.get_mut(id) {
+                if &p.consumer == consumer {
+                    p.since = now;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reclaim(
+        &self,
+        class: ExecClass,
+        consumer: &ExecutorId,
+        min_idle: Duration,
+        max: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let mut s = lock(&self.queue(class).state);
+        let now = Instant::now();
+        let mut stale: Vec<DeliveryId> = s
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.since) >= min_idle)
+            .map(|(id, _)| *id)
+            .collect();
+        stale.sort();
+        stale.truncate(max);
+        let mut out = Vec::with_capacity(stale.len());
+        for id in stale {
+            if let Some(p) = s.pending.get_mut(&id) {
+                p.consumer = consumer.clone();
+                p.since = now;
+                p.deliveries += 1;
+                out.push(Delivery {
+                    id,
+                    deliveries: p.deliveries,
+                    invocation: p.invocation.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl EventLog for MemoryStore {
+    async fn append_events(&self, job: &JobId, events: Vec<Event>) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let entry = self.job(job)?;
+        lock(&entry.events).extend(events);
+        entry.events_changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn read_events(
+        &self,
+        job: &JobId,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> StoreResult<EventBatch> {
+        let entry = self.job(job)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = entry.events_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let events = lock(&entry.events);
+                let start = (from as usize).min(events.len());
+                if start < events.len() || lock(&entry.state).is_finished() {
+                    let end = events.len().min(start + max.max(1));
+                    return Ok(EventBatch {
+                        events: events[start..end].to_vec(),
+                        next: end as u64,
+                    });
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(EventBatch {
+                    events: Vec::new(),
+                    next: from,
+                });
+            }
+            // The job may have been deleted while we waited.
+            if self.job(job).is_err() {
+                return Err(StoreError::UnknownJob(job.clone()));
+            }
+        }
+    }
+}
+
+impl ProfileStore for MemoryStore {
+    async fn record_profile(&self, dag_name: &str, delta: DagProfile) -> StoreResult<()> {
+        let mut all = lock(&self.inner.profiles);
+        let p = all.entry(dag_name.to_owned()).or_default();
+        for (func, d) in delta {
+            p.entry(func).or_default().merge(&d);
+        }
+        Ok(())
+    }
+
+    async fn get_profile(&self, dag_name: &str) -> StoreResult<DagProfile> {
+        Ok(lock(&self.inner.profiles)
+            .get(dag_name)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::store_conformance_tests!(MemoryStore::new());
+}

@@ -1,0 +1,215 @@
+//! Store contracts (DESIGN §5). Two implementations of each: [`memory::MemoryStore`]
+//! (embedded mode) and Redis (cluster mode). [`conformance`] is the one suite that both must
+//! pass.
+//!
+//! Methods are `async` with statically dispatched futures (no boxing), and batch-shaped, so
+//! that a Redis implementation spends one pipelined round trip per call, and the in-memory
+//! one costs an array access.
+
+pub mod memory;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
+
+use crate::error::StoreError;
+use crate::ids::{ExecClass, ExecutorId, JobId, TaskIdx};
+use crate::messages::{Event, Invocation, JobState, ObjectKey, Payload};
+use crate::plan::JobPlan;
+use crate::profile::DagProfile;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One parent arriving at a fan-in child. `pos` is the parent's position among the child's
+/// distinct dependencies ([`crate::dag::Child::pos`]); `needed` is how many there are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrivalReq {
+    pub child: TaskIdx,
+    pub pos: u32,
+    pub needed: u32,
+}
+
+/// The fan-in record after an arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// Distinct parents recorded so far.
+    pub arrived: u32,
+    pub needed: u32,
+    /// False when this parent had already been recorded (a retry or a duplicate).
+    pub first_time: bool,
+}
+
+impl Arrival {
+    /// Whether this arrival completed the set: exactly one arrival per child sees this.
+    pub fn completes(&self) -> bool {
+        self.first_time && self.arrived == self.needed
+    }
+}
+
+/// Jobs: the stored plan and the job's state.
+pub trait JobStore: Send + Sync + 'static {
+    /// Stores the plan and creates the job's fan-in records. Storing the same job twice is
+    /// an error-free no-op.
+    fn put_job(&self, plan: Arc<JobPlan>) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_job(&self, job: &JobId) -> impl Future<Output = StoreResult<Arc<JobPlan>>> + Send;
+    fn set_job_state(
+        &self,
+        job: &JobId,
+        state: JobState,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn job_state(&self, job: &JobId) -> impl Future<Output = StoreResult<JobState>> + Send;
+    /// Frees every key of the job (plan, fan-in records, outputs, objects, events). Later
+    /// calls about the job answer [`StoreError::UnknownJob`].
+    fn delete_job(&self, job: &JobId) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// Idempotent fan-in records.
+pub trait FanInStore: Send + Sync + 'static {
+    /// Records each arrival atomically and idempotently: a parent recorded twice counts once.
+    fn record_arrivals(
+        &self,
+        job: &JobId,
+        reqs: &[ArrivalReq],
+    ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
+}
+
+/// Task outputs that fan-in children read (written before the arrival is recorded).
+pub trait OutputStore: Send + Sync + 'static {
+    fn put_outputs(
+        &self,
+        job: &JobId,
+        items: Vec<(TaskIdx, Payload)>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_outputs(
+        &self,
+        job: &JobId,
+        tasks: &[TaskIdx],
+    ) -> impl Future<Output = StoreResult<Vec<Option<Payload>>>> + Send;
+}
+
+/// Large objects by key. A reader sees a whole object or none.
+pub trait ObjectStore: Send + Sync + 'static {
+    fn put_object(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_object(&self, key: &ObjectKey)
+    -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
+    fn delete_object(&self, key: &ObjectKey) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// The id of one queue entry: a Redis stream id `ms-seq`, or a counter in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeliveryId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// An invocation handed to one consumer, pending until acked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    /// How many times this entry has been delivered (1 on first delivery).
+    pub deliveries: u32,
+    pub invocation: Invocation,
+}
+
+/// The invocation queue: at-least-once delivery with ack, per executor class.
+pub trait InvocationQueue: Send + Sync + 'static {
+    fn push(
+        &self,
+        class: ExecClass,
+        invocations: Vec<Invocation>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Takes up to `max` entries for `consumer`, waiting up to `wait` for the first. An
+    /// implementation may hand out fewer than `max` to share a backlog among consumers.
+    fn pull(
+        &self,
+        class: ExecClass,
+        consumer: &ExecutorId,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = StoreResult<Vec<Delivery>>> + Send;
+    /// Acknowledges entries: they are done and never delivered again. Unknown ids are
+    /// ignored.
+    fn ack(
+        &self,
+        class: ExecClass,
+        ids: &[DeliveryId],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Refreshes `consumer`'s claim on entries it is still working on.
+    fn touch(
+        &self,
+        class: ExecClass,
+        consumer: &ExecutorId,
+        ids: &[DeliveryId],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Claims for `consumer` up to `max` entries pending longer than `min_idle` (their
+    /// holder is presumed dead).
+    fn reclaim(
+        &self,
+        class: ExecClass,
+        consumer: &ExecutorId,
+        min_idle: Duration,
+        max: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Delivery>>> + Send;
+}
+
+/// A batch of events read from a job's stream, and the cursor to read on from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventBatch {
+    pub events: Vec<Event>,
+    pub next: u64,
+}
+
+/// Durable per-job event streams.
+pub trait EventLog: Send + Sync + 'static {
+    fn append_events(
+        &self,
+        job: &JobId,
+        events: Vec<Event>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Events from cursor `from` on (0 is the start), at most `max`, waiting up to `wait`
+    /// when there are none yet.
+    fn read_events(
+        &self,
+        job: &JobId,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = StoreResult<EventBatch>> + Send;
+}
+
+/// Profiles kept across jobs, keyed by DAG name.
+pub trait ProfileStore: Send + Sync + 'static {
+    /// Merges `delta` into the stored profile of `dag_name`.
+    fn record_profile(
+        &self,
+        dag_name: &str,
+        delta: DagProfile,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_profile(&self, dag_name: &str) -> impl Future<Output = StoreResult<DagProfile>> + Send;
+}
+
+/// Everything an engine, executor or proxy needs from the store.
+pub trait Store:
+    JobStore + FanInStore + OutputStore + ObjectStore + InvocationQueue + EventLog + ProfileStore
+{
+}
+
+impl<T> Store for T where
+    T: JobStore + FanInStore + OutputStore + ObjectStore + InvocationQueue + EventLog + ProfileStore
+{
+}

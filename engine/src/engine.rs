@@ -1,0 +1,308 @@
+//! The control plane, in-process: accept a job, validate it, compute and store its
+//! schedule, start its sources, and follow its events to the end. After the sources are
+//! enqueued the engine is off the hot path: executors coordinate through the store.
+
+use crate::tracker::JobTracker;
+use rukong_core::dag::{DagSpec, validate};
+use rukong_core::error::{DagError, StoreError};
+use rukong_core::messages::{Invocation, JobState, Payload, Start, WalkStats};
+use rukong_core::proxy::{Proxy, ProxyError};
+use rukong_core::store::Store;
+use rukong_core::{ExecClass, JobConfig, JobId, JobPlan, Limits, TaskId, TaskIdx, Value, schedule};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    /// Data passing and batching for each job.
+    pub job: JobConfig,
+    /// Whether any executor has a GPU (tasks with `resources.gpu` are rejected otherwise).
+    pub gpu_available: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            job: JobConfig::default(),
+            gpu_available: false,
+        }
+    }
+}
+
+/// Why a submission was refused. `Invalid` is never retryable; `Store` follows
+/// [`StoreError::is_retryable`].
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Invalid(#[from] DagError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("job {job}: output of task {task} is missing from the object store")]
+    MissingOutput { job: JobId, task: TaskId },
+    #[error("job {job}: output of task {task} is corrupt: {message}")]
+    CorruptOutput {
+        job: JobId,
+        task: TaskId,
+        message: String,
+    },
+    #[error("job {job} did not finish within {} s", .after.as_secs_f64())]
+    Timeout { job: JobId, after: Duration },
+}
+
+/// Progress of a running job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// A finished job.
+#[derive(Clone, Debug)]
+pub struct JobReport {
+    pub job: JobId,
+    pub name: String,
+    pub state: JobState,
+    /// Requested outputs in the DAG's order (all of them when the job succeeded).
+    pub outputs: Vec<(TaskId, Value)>,
+    pub tasks: u64,
+    pub stats: WalkStats,
+    /// From submission (validation included) to the job's end.
+    pub wall: Duration,
+}
+
+impl JobReport {
+    pub fn output(&self, id: &str) -> Option<&Value> {
+        self.outputs
+            .iter()
+            .find(|(t, _)| t.as_str() == id)
+            .map(|(_, v)| v)
+    }
+}
+
+pub struct Engine<S, P> {
+    store: Arc<S>,
+    proxy: Arc<P>,
+    config: EngineConfig,
+    functions: Arc<HashSet<String>>,
+}
+
+impl<S: Store, P: Proxy> Engine<S, P> {
+    /// `functions`: every function name some executor can run.
+    pub fn new(
+        store: Arc<S>,
+        proxy: Arc<P>,
+        config: EngineConfig,
+        functions: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Engine {
+            store,
+            proxy,
+            config,
+            functions: Arc::new(functions.into_iter().collect()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Validates and schedules a DAG: everything up to storing it. Pure.
+    pub fn prepare(&self, spec: DagSpec, job: JobId) -> Result<JobPlan, DagError> {
+        let functions = self.functions.clone();
+        let dag = validate(spec, &self.config.limits, &|f| functions.contains(f))?;
+        let mut problems = Vec::new();
+        for (t, e) in dag.all_extras() {
+            let task = dag.id(t).clone();
+            if e.resources.as_ref().is_some_and(|r| r.gpu > 0) && !self.config.gpu_available {
+                problems.push(DagError::Unsupported {
+                    task,
+                    message: "requests a GPU, but no executor in this deployment has one".into(),
+                });
+            } else if e.guard.is_some() || e.join.is_some() {
+                problems.push(DagError::Unsupported {
+                    task,
+                    message: "conditional branches (guard/join) are not supported yet".into(),
+                });
+            }
+        }
+        match problems.len() {
+            0 => {}
+            1 => return Err(problems.remove(0)),
+            _ => return Err(DagError::Many(problems)),
+        }
+        let schedule = schedule::schedule(&dag, self.config.job.proxy_fanout);
+        Ok(JobPlan {
+            job,
+            dag,
+            schedule,
+            config: self.config.job,
+        })
+    }
+
+    /// Validates, stores and starts a job.
+    pub async fn submit(&self, spec: DagSpec) -> Result<JobId, SubmitError> {
+        let plan = self.prepare(spec, JobId::generate())?;
+        Ok(self.start(Arc::new(plan)).await?)
+    }
+
+    /// Stores a prepared plan and enqueues its sources, batched.
+    pub async fn start(&self, plan: Arc<JobPlan>) -> Result<JobId, StoreError> {
+        let job = plan.job.clone();
+        self.store.put_job(plan.clone()).await?;
+        let sources = plan.dag.sources();
+        let mut by_class: [Vec<TaskIdx>; 2] = [Vec::new(), Vec::new()];
+        for &s in sources {
+            let gpu = plan
+                .dag
+                .extras(s)
+                .and_then(|e| e.resources.as_ref())
+                .is_some_and(|r| r.gpu > 0);
+            by_class[usize::from(gpu)].push(s);
+        }
+        for (class, list) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(by_class) {
+            if list.is_empty() {
+                continue;
+            }
+            let invs: Vec<Invocation> = list
+                .chunks(plan.config.chunk_size(list.len()))
+                .map(|g| Invocation {
+                    job: job.clone(),
+                    starts: g
+                        .iter()
+                        .map(|&task| Start {
+                            task,
+                            inputs: Vec::new(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            for batch in invs.chunks(1024) {
+                self.store.push(class, batch.to_vec()).await?;
+            }
+        }
+        Ok(job)
+    }
+
+    /// Follows the job's events until it succeeds, fails or is cancelled, calling
+    /// `on_progress` as tasks finish; gives up after `timeout` when one is set. The report's
+    /// wall time runs from `submitted` (pass the instant before [`Engine::submit`]).
+    pub async fn wait(
+        &self,
+        job: &JobId,
+        submitted: Instant,
+        timeout: Option<Duration>,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<JobReport, EngineError> {
+        let started = submitted;
+        let plan = self.store.get_job(job).await?;
+        let total = plan.dag.len() as u64;
+        let mut tracker = JobTracker::new(plan.clone());
+        let mut cursor = 0;
+        let state = loop {
+            if let Some(limit) = timeout {
+                if started.elapsed() > limit {
+                    return Err(EngineError::Timeout {
+                        job: job.clone(),
+                        after: limit,
+                    });
+                }
+            }
+            let batch = self
+                .store
+                .read_events(job, cursor, 65_536, Duration::from_millis(200))
+                .await?;
+            cursor = batch.next;
+            let got_any = !batch.events.is_empty();
+            for e in batch.events {
+                tracker.apply(e);
+            }
+            on_progress(Progress {
+                done: tracker.tasks_done(),
+                total,
+            });
+            match tracker.state() {
+                JobState::Running => {}
+                s => {
+                    self.store.set_job_state(job, s.clone()).await?;
+                    break s;
+                }
+            }
+            if !got_any {
+                // Nothing new: the job may have ended without an event (cancelled, or an
+                // executor failed it on a backend error).
+                let s = self.store.job_state(job).await?;
+                if s.is_finished() {
+                    break s;
+                }
+            }
+        };
+        let mut outputs = Vec::new();
+        if state == JobState::Succeeded {
+            for (t, p) in tracker.outputs() {
+                let id = plan.dag.id(t).clone();
+                let Some(p) = p else {
+                    return Err(EngineError::MissingOutput { job: job.clone(), task: id });
+                };
+                let v = self.resolve(job, &id, p.clone()).await?;
+                outputs.push((id, v));
+            }
+        }
+        Ok(JobReport {
+            job: job.clone(),
+            name: plan.dag.name().to_owned(),
+            state,
+            outputs,
+            tasks: tracker.tasks_done(),
+            stats: tracker.stats().clone(),
+            wall: started.elapsed(),
+        })
+    }
+
+    async fn resolve(&self, job: &JobId, task: &TaskId, p: Payload) -> Result<Value, EngineError> {
+        match p {
+            Payload::Inline(v) => Ok(v),
+            Payload::Object(key) => {
+                let bytes = self.proxy.get_object(&key).await?.ok_or_else(|| {
+                    EngineError::MissingOutput {
+                        job: job.clone(),
+                        task: task.clone(),
+                    }
+                })?;
+                Value::from_msgpack(&bytes).map_err(|e| EngineError::CorruptOutput {
+                    job: job.clone(),
+                    task: task.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    pub async fn state(&self, job: &JobId) -> Result<JobState, StoreError> {
+        self.store.job_state(job).await
+    }
+
+    /// Cancels a job: executors stop picking up its invocations.
+    pub async fn cancel(&self, job: &JobId) -> Result<(), StoreError> {
+        match self.store.job_state(job).await? {
+            JobState::Running => self.store.set_job_state(job, JobState::Cancelled).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Frees every key of a finished job.
+    pub async fn release(&self, job: &JobId) -> Result<(), StoreError> {
+        self.store.delete_job(job).await
+    }
+}

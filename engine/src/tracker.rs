@@ -1,0 +1,145 @@
+//! Folding a job's events into its state, as a pure function of the events: the engine's
+//! whole view of a running job. Duplicated events (after a redelivered invocation) are
+//! harmless: results are deduplicated by task.
+
+use rukong_core::messages::{Event, JobState, Payload, WalkStats};
+use rukong_core::{JobPlan, TaskIdx};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct JobTracker {
+    plan: Arc<JobPlan>,
+    sink_seen: Vec<bool>,
+    sinks_done: usize,
+    outputs: Vec<Option<Payload>>,
+    stats: WalkStats,
+    failure: Option<JobState>,
+}
+
+impl JobTracker {
+    pub fn new(plan: Arc<JobPlan>) -> Self {
+        let n = plan.dag.len();
+        let outs = plan.dag.outputs().len();
+        JobTracker {
+            sink_seen: vec![false; n],
+            sinks_done: 0,
+            outputs: vec![None; outs],
+            stats: WalkStats::default(),
+            failure: None,
+            plan,
+        }
+    }
+
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::TaskResult {
+                task,
+                sink,
+                payload,
+            } => self.result(task, sink, payload),
+            Event::TaskFailed { id, error, .. } => {
+                if self.failure.is_none() {
+                    self.failure = Some(JobState::Failed { task: id, error });
+                }
+            }
+            Event::Progress(s) => self.stats.merge(&s),
+        }
+    }
+
+    fn result(&mut self, task: TaskIdx, sink: bool, payload: Option<Payload>) {
+        let dag = &self.plan.dag;
+        let Some(seen) = self.sink_seen.get_mut(task.get()) else {
+            return;
+        };
+        if sink && dag.is_sink(task) && !*seen {
+            *seen = true;
+            self.sinks_done += 1;
+        }
+        if let Some(p) = payload {
+            if let Some(i) = dag.outputs().iter().position(|&o| o == task) {
+                self.outputs[i].get_or_insert(p);
+            }
+        }
+    }
+
+    /// Every sink finished and every requested output arrived.
+    pub fn is_complete(&self) -> bool {
+        self.sinks_done == self.plan.dag.sink_count() && self.outputs.iter().all(Option::is_some)
+    }
+
+    /// The state the events imply.
+    pub fn state(&self) -> JobState {
+        if let Some(f) = &self.failure {
+            f.clone()
+        } else if self.is_complete() {
+            JobState::Succeeded
+        } else {
+            JobState::Running
+        }
+    }
+
+    pub fn stats(&self) -> &WalkStats {
+        &self.stats
+    }
+
+    /// Tasks done so far (duplicates after redelivery can overcount; clamped to the total).
+    pub fn tasks_done(&self) -> u64 {
+        self.stats.tasks.min(self.plan.dag.len() as u64)
+    }
+
+    pub fn plan(&self) -> &Arc<JobPlan> {
+        &self.plan
+    }
+
+    /// The requested outputs, in the DAG's output order (`None` where not yet seen).
+    pub fn outputs(&self) -> impl Iterator<Item = (TaskIdx, Option<&Payload>)> {
+        self.plan
+            .dag
+            .outputs()
+            .iter()
+            .copied()
+            .zip(self.outputs.iter().map(Option::as_ref))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rukong_core::dag::{DagSpec, Limits, validate};
+    use rukong_core::{JobConfig, JobId, Value, schedule};
+
+    fn plan() -> Arc<JobPlan> {
+        let dag = validate(
+            DagSpec::from_yaml_str("tasks: [{id: a, fn: const}, {id: b, fn: identity, deps: [a]}, {id: c, fn: identity, deps: [a]}]\noutputs: [b]").unwrap(),
+            &Limits::default(),
+            &|_| true,
+        )
+        .unwrap();
+        let schedule = schedule::schedule(&dag, 10);
+        Arc::new(JobPlan { job: JobId::new("t"), dag, schedule, config: JobConfig::default() })
+    }
+
+    #[test]
+    fn completes_when_every_sink_and_output_is_in_despite_duplicates() {
+        let p = plan();
+        let (b, c) = (p.dag.lookup("b").unwrap(), p.dag.lookup("c").unwrap());
+        let mut t = JobTracker::new(p);
+        let out = Event::TaskResult { task: b, sink: true, payload: Some(Payload::Inline(Value::Int(7))) };
+        t.apply(out.clone());
+        t.apply(out);
+        assert_eq!(t.state(), JobState::Running, "c (a sink) has not finished");
+        t.apply(Event::TaskResult { task: c, sink: true, payload: None });
+        assert_eq!(t.state(), JobState::Succeeded);
+        let outs: Vec<_> = t.outputs().collect();
+        assert_eq!(outs, vec![(b, Some(&Payload::Inline(Value::Int(7))))]);
+    }
+
+    #[test]
+    fn the_first_failure_wins() {
+        let mut t = JobTracker::new(plan());
+        for msg in ["first", "second"] {
+            t.apply(Event::TaskFailed { task: TaskIdx(1), id: "b".into(), attempts: 1, error: msg.into() });
+        }
+        assert_eq!(t.state(), JobState::Failed { task: "b".into(), error: "first".into() });
+    }
+}

@@ -1,0 +1,95 @@
+//! Starting and stopping an executor: an actix system on its own thread, with the slots
+//! spread over arbiters (one thread each).
+
+use crate::config::ExecutorConfig;
+use crate::functions::Registry;
+use crate::services::Services;
+use crate::slot::Slot;
+use actix::prelude::*;
+use rukong_core::proxy::Proxy;
+use rukong_core::store::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+/// A running executor. Dropping it stops the slots (after their current invocation) and
+/// joins its threads.
+pub struct ExecutorHandle {
+    stop: Arc<AtomicBool>,
+    system: Option<System>,
+    thread: Option<JoinHandle<()>>,
+    config: ExecutorConfig,
+}
+
+/// Starts `config.slots` slot actors pulling from `store`'s queue.
+pub fn start<S: Store, P: Proxy>(
+    config: ExecutorConfig,
+    store: Arc<S>,
+    proxy: Arc<P>,
+    registry: Arc<Registry>,
+) -> std::io::Result<ExecutorHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let svc = Arc::new(Services {
+        store,
+        proxy,
+        registry,
+        config: config.clone(),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("{}-system", config.id))
+        .spawn(move || {
+            let sys = System::new();
+            sys.block_on(async move {
+                let threads = svc.config.threads.clamp(1, svc.config.slots.max(1));
+                let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+                for i in 0..svc.config.slots {
+                    let svc = svc.clone();
+                    let stop = stop2.clone();
+                    let arb = arbiters[i % threads].handle();
+                    Slot::start_in_arbiter(&arb, move |_| Slot::new(svc, i, stop));
+                }
+                let _ = tx.send(System::current());
+            });
+            let _ = sys.run();
+        })?;
+    let system = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the executor's actor system did not start"))?;
+    Ok(ExecutorHandle {
+        stop,
+        system: Some(system),
+        thread: Some(thread),
+        config,
+    })
+}
+
+impl ExecutorHandle {
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    /// Stops the slots (each finishes its current invocation first) and joins the threads.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(sys) = self.system.take() {
+            // Give slots one pull period to notice the flag, then stop the system.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            sys.stop();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ExecutorHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,27 @@
+//! # rukong-executor
+//!
+//! The data plane (DESIGN §4). An executor hosts slot actors (actix) that pull invocations
+//! and walk static schedules, deciding chains, fan-outs and fan-ins locally. No scheduler
+//! sits on the hot path: slots coordinate only through the store.
+//!
+//! ## Layout
+//! - [`functions`]: the [`Function`](functions::Function) trait, the
+//!   [`Registry`](functions::Registry) and the built-ins.
+//! - [`walk`]: the schedule walk (chain, fan-out, fan-in, data passing).
+//! - [`run`]: running one function call (warm state, off-thread heavy calls, retries, panics).
+//! - [`slot`]: the slot actor.
+//! - [`executor`]: starting and stopping an executor ([`start`]).
+//! - [`config`]: [`ExecutorConfig`].
+
+pub mod catch;
+pub mod config;
+pub mod executor;
+pub mod functions;
+pub mod run;
+pub mod services;
+pub mod slot;
+pub mod walk;
+
+pub use config::ExecutorConfig;
+pub use executor::{ExecutorHandle, start};
+pub use functions::{FnError, Function, Registry};

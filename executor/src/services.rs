@@ -1,0 +1,12 @@
+//! What every slot of one executor shares.
+
+use crate::config::ExecutorConfig;
+use crate::functions::Registry;
+use std::sync::Arc;
+
+pub struct Services<S, P> {
+    pub store: Arc<S>,
+    pub proxy: Arc<P>,
+    pub registry: Arc<Registry>,
+    pub config: ExecutorConfig,
+}

@@ -1,0 +1,649 @@
+//! Walking a static schedule (DESIGN §4.2–4.7). One [`Walker`] runs one invocation inline on
+//! its slot's thread:
+//!
+//! - **chain** (one child, whose only dependency is this task): continue in memory; nothing
+//!   is written;
+//! - **fan-in child**: write this output first, then record the arrival; only the parent that
+//!   completes the set continues;
+//! - **fan-out**: become one ready child and send the others as invocations (outputs up to P
+//!   inline, larger ones put once in the object store and sent by key); at out-degree ≥ F the
+//!   whole fan-out goes to the proxy.
+//!
+//! Effects are batched per step: one output write, one arrival batch, one queue push.
+
+use crate::run::{WarmCache, call_once};
+use crate::services::Services;
+use rukong_core::dag::Child;
+use rukong_core::error::StoreError;
+use rukong_core::messages::{Event, Invocation, JobState, KnownInput, ObjectKey, Payload, Start, WalkStats};
+use rukong_core::profile::{DagProfile, FnProfile};
+use rukong_core::proxy::{FanOutRequest, Proxy, ProxyError};
+use rukong_core::store::{ArrivalReq, Store};
+use rukong_core::{ExecClass, JobId, JobPlan, TaskIdx, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A job as one slot sees it: the plan, and each DAG function's registry index.
+pub struct JobCtx {
+    pub plan: Arc<JobPlan>,
+    pub fns: Vec<usize>,
+}
+
+/// What a slot keeps between invocations.
+pub struct SlotState {
+    pub index: usize,
+    pub warm: WarmCache,
+    jobs: HashMap<JobId, Arc<JobCtx>>,
+}
+
+/// Jobs cached per slot before the cache is cleared (plans are shared `Arc`s, so a refetch
+/// from the in-memory store is cheap; from Redis it is one round trip).
+const JOB_CACHE: usize = 64;
+
+/// How often (in tasks) a long walk checks whether its job was cancelled or failed.
+const STATE_CHECK_EVERY: u64 = 4096;
+
+impl SlotState {
+    pub fn new(index: usize) -> Self {
+        SlotState {
+            index,
+            warm: WarmCache::default(),
+            jobs: HashMap::new(),
+        }
+    }
+}
+
+/// Why a walk stopped early.
+#[derive(Debug)]
+pub enum WalkError {
+    /// A task failed for good: the job fails.
+    Task {
+        task: TaskIdx,
+        attempts: u32,
+        error: String,
+    },
+    /// The job ended (cancelled, failed elsewhere, or deleted): stop quietly.
+    JobEnded,
+    /// The store or proxy failed; `retryable` says whether redelivery may help.
+    Backend { retryable: bool, error: String },
+}
+
+impl From<StoreError> for WalkError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownJob(_) => WalkError::JobEnded,
+            e => WalkError::Backend {
+                retryable: e.is_retryable(),
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<ProxyError> for WalkError {
+    fn from(e: ProxyError) -> Self {
+        match e {
+            ProxyError::Store(s) => s.into(),
+            e => WalkError::Backend {
+                retryable: e.is_retryable(),
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What to do with the queue entry after an invocation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or nothing left to do): acknowledge.
+    Ack,
+    /// A retryable backend failure: leave it pending, so it is redelivered.
+    Retry,
+}
+
+/// The queue class a task's invocation goes to.
+pub fn class_of(plan: &JobPlan, t: TaskIdx) -> ExecClass {
+    match plan.dag.extras(t).and_then(|e| e.resources.as_ref()) {
+        Some(r) if r.gpu > 0 => ExecClass::Gpu,
+        _ => ExecClass::Cpu,
+    }
+}
+
+/// Runs one invocation to the end and reports what it did.
+pub async fn run_invocation<S: Store, P: Proxy>(
+    svc: &Services<S, P>,
+    slot: &mut SlotState,
+    inv: Invocation,
+    deliveries: u32,
+) -> Disposition {
+    let job = inv.job.clone();
+    let ctx = match job_ctx(svc, slot, &job).await {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => return Disposition::Ack,
+        Err(e) => return settle_backend(svc, &job, e, deliveries).await,
+    };
+    match svc.store.job_state(&job).await {
+        Ok(JobState::Running) => {}
+        Ok(_) | Err(StoreError::UnknownJob(_)) => return Disposition::Ack,
+        Err(e) => return settle_backend(svc, &job, e.into(), deliveries).await,
+    }
+    let mut w = Walker {
+        svc,
+        slot,
+        plan: ctx.plan.clone(),
+        ctx,
+        stats: WalkStats::default(),
+        profile: Vec::new(),
+        events: Vec::new(),
+    };
+    let mut outcome = Ok(());
+    for start in inv.starts {
+        outcome = w.walk(start).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
+    let disposition = match outcome {
+        Ok(()) | Err(WalkError::JobEnded) => Disposition::Ack,
+        Err(WalkError::Task {
+            task,
+            attempts,
+            error,
+        }) => {
+            w.fail_job(task, attempts, error).await;
+            Disposition::Ack
+        }
+        Err(e @ WalkError::Backend { .. }) => {
+            // Report what was done so far, then settle the entry.
+            w.flush().await;
+            return settle_backend(svc, &job, e, deliveries).await;
+        }
+    };
+    w.flush().await;
+    disposition
+}
+
+/// A backend failure: retry by redelivery while attempts remain, else fail the job.
+async fn settle_backend<S: Store, P: Proxy>(
+    svc: &Services<S, P>,
+    job: &JobId,
+    e: WalkError,
+    deliveries: u32,
+) -> Disposition {
+    match e {
+        WalkError::Backend { retryable, error } => {
+            if retryable && deliveries < svc.config.max_deliveries {
+                tracing::warn!(%job, deliveries, %error, "invocation will be redelivered");
+                return Disposition::Retry;
+            }
+            tracing::error!(%job, %error, "invocation failed");
+            let state = JobState::Failed {
+                task: "-".into(),
+                error: format!("executor {}: {error}", svc.config.id),
+            };
+            let _ = svc.store.set_job_state(job, state).await;
+            Disposition::Ack
+        }
+        _ => Disposition::Ack,
+    }
+}
+
+async fn job_ctx<S: Store, P: Proxy>(
+    svc: &Services<S, P>,
+    slot: &mut SlotState,
+    job: &JobId,
+) -> Result<Option<Arc<JobCtx>>, WalkError> {
+    if let Some(c) = slot.jobs.get(job) {
+        return Ok(Some(c.clone()));
+    }
+    let plan = match svc.store.get_job(job).await {
+        Ok(p) => p,
+        Err(StoreError::UnknownJob(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut fns = Vec::with_capacity(plan.dag.funcs().len());
+    for name in plan.dag.funcs() {
+        match svc.registry.index_of(name) {
+            Some(i) => fns.push(i),
+            None => {
+                let error = format!(
+                    "executor {} has no function {name:?}",
+                    svc.config.id
+                );
+                let _ = svc
+                    .store
+                    .set_job_state(
+                        job,
+                        JobState::Failed {
+                            task: "-".into(),
+                            error,
+                        },
+                    )
+                    .await;
+                return Ok(None);
+            }
+        }
+    }
+    if slot.jobs.len() >= JOB_CACHE {
+        slot.jobs.clear();
+    }
+    let ctx = Arc::new(JobCtx { plan, fns });
+    slot.jobs.insert(job.clone(), ctx.clone());
+    Ok(Some(ctx))
+}
+
+struct Walker<'a, S, P> {
+    svc: &'a Services<S, P>,
+    slot: &'a mut SlotState,
+    ctx: Arc<JobCtx>,
+    plan: Arc<JobPlan>,
+    stats: WalkStats,
+    /// Per DAG function: what this invocation measured.
+    profile: Vec<FnProfile>,
+    events: Vec<Event>,
+}
+
+impl<S: Store, P: Proxy> Walker<'_, S, P> {
+    async fn walk(&mut self, start: Start) -> Result<(), WalkError> {
+        let plan = self.plan.clone();
+        let dag = &plan.dag;
+        let mut cur = start.task;
+        if cur.get() >= dag.len() {
+            return Err(WalkError::Backend {
+                retryable: false,
+                error: format!("invocation names task {cur}, but the job has {}", dag.len()),
+            });
+        }
+        let mut known: Vec<(TaskIdx, Value)> = Vec::with_capacity(start.inputs.len().max(1));
+        for KnownInput { from, payload } in start.inputs {
+            let v = self.resolve(cur, from, payload).await?;
+            known.push((from, v));
+        }
+        loop {
+            let inputs = self.gather_inputs(cur, &mut known).await?;
+            let out = self.run_task(cur, inputs).await?;
+            self.stats.tasks += 1;
+            if self.stats.tasks % STATE_CHECK_EVERY == 0 {
+                self.check_running().await?;
+            }
+            let kids = dag.children(cur);
+            let mut payload = None;
+            if kids.is_empty() || dag.is_output(cur) {
+                let p = if dag.is_output(cur) {
+                    Some(self.payload(cur, &out, &mut payload).await?)
+                } else {
+                    None
+                };
+                self.events.push(Event::TaskResult {
+                    task: cur,
+                    sink: kids.is_empty(),
+                    payload: p,
+                });
+            }
+            let next = match kids {
+                [] => None,
+                [c] if dag.needed(c.task) == 1 => Some(c.task),
+                [c] => {
+                    let p = self.payload(cur, &out, &mut payload).await?;
+                    self.svc.store.put_outputs(&plan.job, vec![(cur, p)]).await?;
+                    let req = ArrivalReq {
+                        child: c.task,
+                        pos: c.pos,
+                        needed: dag.needed(c.task),
+                    };
+                    let a = self.svc.store.record_arrivals(&plan.job, &[req]).await?;
+                    a.first().filter(|a| a.completes()).map(|_| c.task)
+                }
+                _ => self.fan_out(cur, &out, &mut payload).await?,
+            };
+            match next {
+                Some(c) => {
+                    known.push((cur, out));
+                    cur = c;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The output as it travels: inline up to P, else put once in the object store.
+    async fn payload(
+        &mut self,
+        t: TaskIdx,
+        out: &Value,
+        cached: &mut Option<Payload>,
+    ) -> Result<Payload, WalkError> {
+        if let Some(p) = cached {
+            return Ok(p.clone());
+        }
+        let p = if out.approx_size() > self.plan.config.inline_limit {
+            let key = ObjectKey::for_output(&self.plan.job, t);
+            let bytes = out.to_msgpack();
+            self.stats.objects_put += 1;
+            self.stats.object_bytes += bytes.len() as u64;
+            match self.svc.proxy.put_object(&key, bytes.into()).await {
+                Ok(()) => {}
+                Err(ProxyError::Store(StoreError::TooLarge { size, max, .. })) => {
+                    return Err(WalkError::Task {
+                        task: t,
+                        attempts: 1,
+                        error: format!("output is {size} bytes, over the object limit of {max}"),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Payload::Object(key)
+        } else {
+            Payload::Inline(out.clone())
+        };
+        *cached = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Decides a fan-out; returns the child to become, if one is ready.
+    async fn fan_out(
+        &mut self,
+        cur: TaskIdx,
+        out: &Value,
+        cached: &mut Option<Payload>,
+    ) -> Result<Option<TaskIdx>, WalkError> {
+        let plan = self.plan.clone();
+        let dag = &plan.dag;
+        let kids = dag.children(cur);
+        let payload = self.payload(cur, out, cached).await?;
+        if kids.iter().any(|c| dag.needed(c.task) > 1) {
+            // Write before count: a fan-in child's last parent reads this.
+            self.svc
+                .store
+                .put_outputs(&plan.job, vec![(cur, payload.clone())])
+                .await?;
+        }
+        let preferred = plan.schedule.become_pos(cur);
+        if plan.schedule.use_proxy(dag, cur) {
+            // Become the preferred child when it needs nothing else; the proxy takes the rest.
+            let become_pos = preferred.filter(|&p| dag.needed(kids[p].task) == 1);
+            let children: Vec<Child> = kids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != become_pos)
+                .map(|(_, c)| *c)
+                .collect();
+            self.svc
+                .proxy
+                .fan_out(FanOutRequest {
+                    job: plan.job.clone(),
+                    parent: cur,
+                    payload,
+                    children,
+                })
+                .await?;
+            self.stats.proxy_fanouts += 1;
+            return Ok(become_pos.map(|p| kids[p].task));
+        }
+        let reqs: Vec<ArrivalReq> = kids
+            .iter()
+            .filter(|c| dag.needed(c.task) > 1)
+            .map(|c| ArrivalReq {
+                child: c.task,
+                pos: c.pos,
+                needed: dag.needed(c.task),
+            })
+            .collect();
+        let arrivals = if reqs.is_empty() {
+            Vec::new()
+        } else {
+            self.svc.store.record_arrivals(&plan.job, &reqs).await?
+        };
+        let mut completes = arrivals.iter().map(|a| a.completes());
+        let ready: Vec<usize> = kids
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| dag.needed(c.task) == 1 || completes.next() == Some(true))
+            .map(|(i, _)| i)
+            .collect();
+        let become_pos = preferred
+            .filter(|p| ready.contains(p))
+            .or_else(|| ready.first().copied());
+        let others: Vec<TaskIdx> = ready
+            .iter()
+            .filter(|&&i| Some(i) != become_pos)
+            .map(|&i| kids[i].task)
+            .collect();
+        if !others.is_empty() {
+            self.send(cur, &payload, &others).await?;
+        }
+        Ok(become_pos.map(|p| kids[p].task))
+    }
+
+    /// Sends ready children as invocations, batched, carrying the parent's output.
+    async fn send(
+        &mut self,
+        from: TaskIdx,
+        payload: &Payload,
+        tasks: &[TaskIdx],
+    ) -> Result<(), WalkError> {
+        let plan = self.plan.clone();
+        let mut by_class: [Vec<TaskIdx>; 2] = [Vec::new(), Vec::new()];
+        for &t in tasks {
+            by_class[class_of(&plan, t) as usize].push(t);
+        }
+        for (class, list) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(by_class) {
+            if list.is_empty() {
+                continue;
+            }
+            let invs: Vec<Invocation> = list
+                .chunks(plan.config.chunk_size(list.len()))
+                .map(|group| Invocation {
+                    job: plan.job.clone(),
+                    starts: group
+                        .iter()
+                        .map(|&task| Start {
+                            task,
+                            inputs: vec![KnownInput {
+                                from,
+                                payload: payload.clone(),
+                            }],
+                        })
+                        .collect(),
+                })
+                .collect();
+            self.stats.invocations_sent += invs.len() as u32;
+            self.svc.store.push(class, invs).await?;
+        }
+        Ok(())
+    }
+
+    /// The task's inputs: dependency outputs in order (from memory first, then the store),
+    /// then its args. Empties `known`.
+    async fn gather_inputs(
+        &mut self,
+        t: TaskIdx,
+        known: &mut Vec<(TaskIdx, Value)>,
+    ) -> Result<Vec<Value>, WalkError> {
+        let plan = self.plan.clone();
+        let dag = &plan.dag;
+        let deps = dag.deps(t);
+        let args = dag.args(t);
+        let mut inputs = Vec::with_capacity(deps.len() + args.len());
+        if let ([d], [(k, _)]) = (deps, known.as_slice()) {
+            if d == k {
+                if let Some((_, v)) = known.pop() {
+                    inputs.push(v);
+                }
+            }
+        }
+        if inputs.len() < deps.len() {
+            let missing: Vec<TaskIdx> = deps
+                .iter()
+                .filter(|d| !known.iter().any(|(k, _)| k == *d))
+                .copied()
+                .collect();
+            let mut fetched = Vec::with_capacity(missing.len());
+            if !missing.is_empty() {
+                let got = self.svc.store.get_outputs(&plan.job, &missing).await?;
+                for (&d, p) in missing.iter().zip(got) {
+                    let Some(p) = p else {
+                        return Err(WalkError::Backend {
+                            retryable: true,
+                            error: format!(
+                                "task {}: the output of dependency {} is not in the store",
+                                dag.id(t),
+                                dag.id(d)
+                            ),
+                        });
+                    };
+                    fetched.push(self.resolve(t, d, p).await?);
+                }
+            }
+            let mut fetched = fetched.into_iter();
+            for d in deps {
+                match known.iter().find(|(k, _)| k == d) {
+                    Some((_, v)) => inputs.push(v.clone()),
+                    None => inputs.push(fetched.next().unwrap_or_default()),
+                }
+            }
+        }
+        known.clear();
+        inputs.extend(args.iter().cloned());
+        Ok(inputs)
+    }
+
+    /// A payload as a value (fetching a large object through the proxy).
+    async fn resolve(&mut self, t: TaskIdx, from: TaskIdx, p: Payload) -> Result<Value, WalkError> {
+        match p {
+            Payload::Inline(v) => Ok(v),
+            Payload::Object(key) => {
+                let dag = &self.plan.dag;
+                let bytes = self.svc.proxy.get_object(&key).await?.ok_or_else(|| {
+                    WalkError::Backend {
+                        retryable: true,
+                        error: format!(
+                            "task {}: object {key} (output of {}) is missing",
+                            dag.id(t),
+                            dag.id(from)
+                        ),
+                    }
+                })?;
+                Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
+                    retryable: false,
+                    error: format!("object {key} is corrupt: {e}"),
+                })
+            }
+        }
+    }
+
+    /// Runs the task's function with its retries.
+    async fn run_task(&mut self, t: TaskIdx, inputs: Vec<Value>) -> Result<Value, WalkError> {
+        let plan = self.plan.clone();
+        let dag = &plan.dag;
+        let fi = dag.func_of(t);
+        let f = self.ctx.fns[fi];
+        let registry = &self.svc.registry;
+        if self.profile.len() <= fi {
+            self.profile.resize_with(dag.funcs().len(), FnProfile::default);
+        }
+        let (state, cold) = self
+            .slot
+            .warm
+            .get_or_init(registry, f, self.slot.index)
+            .map_err(|e| WalkError::Task {
+                task: t,
+                attempts: 1,
+                error: format!("init of {} failed: {e}", registry.name(f)),
+            })?;
+        if cold.happened {
+            let us = cold.init.as_micros() as u64;
+            self.stats.cold_starts += 1;
+            self.stats.init_us += us;
+            self.profile[fi].cold_start_us.record(us);
+        }
+        let (retries, timeout) = match dag.extras(t) {
+            Some(e) => (e.retries, e.timeout_ms.map(Duration::from_millis)),
+            None => (0, None),
+        };
+        let func = registry.get(f);
+        let mut inputs = Some(inputs);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt > retries;
+            let args = if last {
+                inputs.take().unwrap_or_default()
+            } else {
+                inputs.clone().unwrap_or_default()
+            };
+            let t0 = Instant::now();
+            match call_once(func, state.as_ref(), args, timeout).await {
+                Ok(v) => {
+                    let p = &mut self.profile[fi];
+                    p.exec_us.record(t0.elapsed().as_micros() as u64);
+                    return Ok(v);
+                }
+                Err(e) if last => {
+                    return Err(WalkError::Task {
+                        task: t,
+                        attempts: attempt,
+                        error: e.message,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(task = %dag.id(t), attempt, error = %e, "task attempt failed; retrying");
+                }
+            }
+        }
+    }
+
+    async fn check_running(&self) -> Result<(), WalkError> {
+        match self.svc.store.job_state(&self.plan.job).await? {
+            JobState::Running => Ok(()),
+            _ => Err(WalkError::JobEnded),
+        }
+    }
+
+    async fn fail_job(&mut self, task: TaskIdx, attempts: u32, error: String) {
+        let id = self.plan.dag.id(task).clone();
+        self.events.push(Event::TaskFailed {
+            task,
+            id: id.clone(),
+            attempts,
+            error: error.clone(),
+        });
+        let job = &self.plan.job;
+        let _ = self
+            .svc
+            .store
+            .set_job_state(job, JobState::Failed { task: id, error })
+            .await;
+    }
+
+    /// Appends this invocation's results and progress, and merges its profile.
+    async fn flush(&mut self) {
+        let job = self.plan.job.clone();
+        let mut events = std::mem::take(&mut self.events);
+        if self.stats.tasks > 0 {
+            events.push(Event::Progress(std::mem::take(&mut self.stats)));
+        }
+        if let Err(e) = self.svc.store.append_events(&job, events).await {
+            if !matches!(e, StoreError::UnknownJob(_)) {
+                tracing::error!(%job, error = %e, "could not append events");
+            }
+        }
+        let profile: DagProfile = self
+            .plan
+            .dag
+            .funcs()
+            .iter()
+            .zip(std::mem::take(&mut self.profile))
+            .filter(|(_, p)| p.exec_us.count > 0 || p.cold_start_us.count > 0)
+            .map(|(n, p)| (n.clone(), p))
+            .collect();
+        if !profile.is_empty() {
+            let _ = self
+                .svc
+                .store
+                .record_profile(self.plan.dag.name(), profile)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Planning a large fan-out, as pure functions: which children need an arrival record, and
+//! how ready children are packed into invocations.
+
+use rukong_core::dag::{Child, Dag};
+use rukong_core::messages::{Invocation, KnownInput, Payload, Start};
+use rukong_core::store::{Arrival, ArrivalReq};
+use rukong_core::{JobConfig, JobId, TaskIdx};
+
+/// The arrival records to make: one per fan-in child (children with one dependency are
+/// ready without one).
+pub fn arrivals_needed(dag: &Dag, children: &[Child]) -> Vec<ArrivalReq> {
+    children
+        .iter()
+        .filter(|c| dag.needed(c.task) > 1)
+        .map(|c| ArrivalReq {
+            child: c.task,
+            pos: c.pos,
+            needed: dag.needed(c.task),
+        })
+        .collect()
+}
+
+/// The children that are ready, in order, given the arrivals recorded for the fan-in ones
+/// (in the order [`arrivals_needed`] returned them).
+pub fn ready_children(dag: &Dag, children: &[Child], arrivals: &[Arrival]) -> Vec<TaskIdx> {
+    let mut completes = arrivals.iter().map(Arrival::completes);
+    children
+        .iter()
+        .filter(|c| dag.needed(c.task) == 1 || completes.next() == Some(true))
+        .map(|c| c.task)
+        .collect()
+}
+
+/// Packs ready children into invocations of [`JobConfig::chunk_size`] starts each; every
+/// start carries the parent's output.
+pub fn pack(
+    job: &JobId,
+    config: &JobConfig,
+    parent: TaskIdx,
+    payload: &Payload,
+    ready: &[TaskIdx],
+) -> Vec<Invocation> {
+    if ready.is_empty() {
+        return Vec::new();
+    }
+    ready
+        .chunks(config.chunk_size(ready.len()))
+        .map(|group| Invocation {
+            job: job.clone(),
+            starts: group
+                .iter()
+                .map(|&task| Start {
+                    task,
+                    inputs: vec![KnownInput {
+                        from: parent,
+                        payload: payload.clone(),
+                    }],
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rukong_core::dag::{DagSpec, Limits, validate};
+    use rukong_core::{Value, schedule};
+
+    fn wide(n: usize) -> Dag {
+        let mut y = String::from("tasks: [{id: s, fn: const}, {id: o, fn: const}");
+        for i in 0..n {
+            y.push_str(&format!(", {{id: c{i}, fn: identity, deps: [s]}}"));
+        }
+        y.push_str(", {id: j, fn: add, deps: [s, o]}]");
+        validate(DagSpec::from_yaml_str(&y).unwrap(), &Limits::default(), &|_| true).unwrap()
+    }
+
+    #[test]
+    fn only_fan_in_children_need_arrivals() {
+        let d = wide(20);
+        let s = d.lookup("s").unwrap();
+        let reqs = arrivals_needed(&d, d.children(s));
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].child, d.lookup("j").unwrap());
+        assert_eq!(reqs[0].needed, 2);
+        let not_yet = Arrival { arrived: 1, needed: 2, first_time: true };
+        assert_eq!(ready_children(&d, d.children(s), &[not_yet]).len(), 20);
+        let done = Arrival { arrived: 2, needed: 2, first_time: true };
+        assert_eq!(ready_children(&d, d.children(s), &[done]).len(), 21);
+        assert!(schedule::schedule(&d, 10).use_proxy(&d, s));
+    }
+
+    #[test]
+    fn packing_covers_every_child_once_in_balanced_chunks() {
+        let d = wide(1000);
+        let s = d.lookup("s").unwrap();
+        let ready: Vec<TaskIdx> = d.children(s).iter().map(|c| c.task).collect();
+        let config = JobConfig { slots_hint: 4, ..JobConfig::default() };
+        let invs = pack(&JobId::new("j"), &config, s, &Payload::Inline(Value::Int(1)), &ready);
+        let starts: Vec<TaskIdx> = invs.iter().flat_map(|i| i.starts.iter().map(|s| s.task)).collect();
+        assert_eq!(starts, ready);
+        assert!(invs.len() >= 16, "enough invocations to spread over 4 slots: {}", invs.len());
+        assert!(invs.iter().all(|i| i.starts.len() <= config.max_starts_per_invocation));
+        assert!(invs[0].starts.iter().all(|st| st.inputs[0].from == s));
+    }
+}

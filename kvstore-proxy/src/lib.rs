@@ -1,0 +1,19 @@
+//! # rukong-kvstore-proxy
+//!
+//! The KV-store proxy (DESIGN §2, §4.6): large objects, and large fan-outs. An executor
+//! that finishes a task with out-degree ≥ F hands the whole fan-out here; the proxy records
+//! the parent's arrival at every fan-in child in one batch and enqueues the ready children
+//! in batched invocations, so a fan-out of 100,000 costs a handful of store calls, not
+//! 100,000.
+//!
+//! ## Layout
+//! - [`local`]: [`LocalProxy`], the in-process proxy over any [`Store`](rukong_core::store::Store)
+//!   (embedded mode). Cluster mode serves the same [`Proxy`](rukong_core::proxy::Proxy)
+//!   interface over TCP.
+//! - [`fanout`]: the pure planning of a fan-out (which children are ready, how they are
+//!   packed into invocations).
+
+pub mod fanout;
+pub mod local;
+
+pub use local::LocalProxy;

@@ -1,0 +1,93 @@
+//! The in-process proxy (embedded mode): the same [`Proxy`] interface that cluster mode
+//! serves over TCP, over any [`Store`].
+
+use crate::fanout;
+use bytes::Bytes;
+use rukong_core::error::StoreError;
+use rukong_core::messages::ObjectKey;
+use rukong_core::proxy::{FanOutReply, FanOutRequest, Proxy, ProxyResult};
+use rukong_core::store::Store;
+use rukong_core::{ExecClass, TaskIdx};
+use std::sync::Arc;
+
+/// Invocations pushed per queue call on a large fan-out (one pipelined batch in Redis).
+const PUSH_BATCH: usize = 1024;
+
+pub struct LocalProxy<S> {
+    store: Arc<S>,
+    max_object: usize,
+}
+
+impl<S: Store> LocalProxy<S> {
+    pub fn new(store: Arc<S>) -> Self {
+        Self::with_max_object(store, rukong_core::store::memory::DEFAULT_MAX_OBJECT)
+    }
+
+    /// A proxy that refuses objects larger than `max_object` bytes.
+    pub fn with_max_object(store: Arc<S>, max_object: usize) -> Self {
+        LocalProxy { store, max_object }
+    }
+}
+
+impl<S: Store> Proxy for LocalProxy<S> {
+    async fn put_object(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
+        if data.len() > self.max_object {
+            return Err(StoreError::TooLarge {
+                key: key.to_string(),
+                size: data.len(),
+                max: self.max_object,
+            }
+            .into());
+        }
+        Ok(self.store.put_object(key, data).await?)
+    }
+
+    async fn get_object(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
+        Ok(self.store.get_object(key).await?)
+    }
+
+    async fn delete_object(&self, key: &ObjectKey) -> ProxyResult<()> {
+        Ok(self.store.delete_object(key).await?)
+    }
+
+    async fn fan_out(&self, req: FanOutRequest) -> ProxyResult<FanOutReply> {
+        let plan = self.store.get_job(&req.job).await?;
+        let dag = &plan.dag;
+        if let Some(c) = req.children.iter().find(|c| c.task.get() >= dag.len()) {
+            return Err(rukong_core::proxy::ProxyError::Protocol(format!(
+                "fan-out names task {}, but job {} has {}",
+                c.task,
+                req.job,
+                dag.len()
+            )));
+        }
+        let reqs = fanout::arrivals_needed(dag, &req.children);
+        let arrivals = if reqs.is_empty() {
+            Vec::new()
+        } else {
+            self.store.record_arrivals(&req.job, &reqs).await?
+        };
+        let ready = fanout::ready_children(dag, &req.children, &arrivals);
+        let waiting = arrivals.iter().filter(|a| !a.completes()).count() as u32;
+        let (gpu, cpu): (Vec<TaskIdx>, Vec<TaskIdx>) = ready.iter().partition(|&&t| {
+            dag.extras(t)
+                .and_then(|e| e.resources.as_ref())
+                .is_some_and(|r| r.gpu > 0)
+        });
+        let mut invocations = 0u32;
+        for (class, list) in [(ExecClass::Cpu, cpu), (ExecClass::Gpu, gpu)] {
+            let invs = fanout::pack(&req.job, &plan.config, req.parent, &req.payload, &list);
+            invocations += invs.len() as u32;
+            let mut invs = invs.into_iter().peekable();
+            while invs.peek().is_some() {
+                let batch: Vec<_> = invs.by_ref().take(PUSH_BATCH).collect();
+                self.store.push(class, batch).await?;
+            }
+        }
+        Ok(FanOutReply {
+            enqueued: ready.len() as u32,
+            invocations,
+            waiting,
+        })
+    }
+}
