@@ -15,6 +15,8 @@ use thiserror::Error;
 pub struct LocalConfig {
     /// Executor slots (default: one per core).
     pub slots: usize,
+    /// Threads the slots are spread over (default: one per core, at most one per slot).
+    pub executor_threads: Option<usize>,
     pub engine: EngineConfig,
     /// Functions the executor can run (default: the built-ins). Add your own here.
     pub registry: Registry,
@@ -26,6 +28,7 @@ impl Default for LocalConfig {
     fn default() -> Self {
         LocalConfig {
             slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            executor_threads: None,
             engine: EngineConfig::default(),
             registry: Registry::with_builtins(),
             max_object: DEFAULT_MAX_OBJECT,
@@ -84,8 +87,12 @@ impl Local {
             engine_config,
             registry.names().map(str::to_owned),
         );
+        let mut exec_config = ExecutorConfig::new(slots);
+        if let Some(t) = config.executor_threads {
+            exec_config.threads = t.clamp(1, slots);
+        }
         let executor = rukong_executor::start(
-            ExecutorConfig::new(slots),
+            exec_config,
             store.clone(),
             proxy,
             registry,

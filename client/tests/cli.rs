@@ -1,0 +1,132 @@
+//! The `rukong` binary's contract: output format and exit codes (0 ok, 1 task failed,
+//! 2 invalid DAG or usage).
+
+mod common;
+
+use common::{data, repo};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn rukong(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rukong"))
+        .args(args)
+        .output()
+        .expect("rukong runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn run_json_prints_one_object_with_job_outputs_and_stats() {
+    let out = rukong(&["run", repo("examples/diamond.yaml").to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["job"].as_str().unwrap().starts_with('j'));
+    assert_eq!(v["outputs"], serde_json::json!({"d": 10}));
+    assert_eq!(v["stats"]["tasks"], 4);
+    assert_eq!(v["stats"]["state"], "succeeded");
+}
+
+#[test]
+fn bytes_render_as_length_and_digest() {
+    let dir = std::env::temp_dir().join(format!("rukong-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bytes.yaml");
+    std::fs::write(&f, "tasks: [{id: b, fn: blob, args: [5, 3]}]\n").unwrap();
+    let out = rukong(&["run", f.to_str().unwrap(), "--json", "--slots", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // blob(5, 3) = [3, 34, 65, 96, 127]
+    assert_eq!(
+        v["outputs"]["b"],
+        serde_json::json!({"bytes": 5, "sha256": rukong_core::value::sha256_hex(&[3, 34, 65, 96, 127])})
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_failed_task_exits_1_naming_the_task() {
+    let dir = std::env::temp_dir().join(format!("rukong-cli-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("fail.json");
+    std::fs::write(&f, r#"{"tasks":[{"id":"ok","fn":"const","args":[1]},{"id":"boom","fn":"fail","deps":["ok"],"args":["kaboom"]}]}"#).unwrap();
+    let out = rukong(&["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("task boom failed: kaboom"), "{}", text(&out.stderr));
+    let out = rukong(&["run", f.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"], serde_json::json!({"task": "boom", "message": "kaboom"}));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every invalid vector is rejected before anything runs, with exit code 2 and an error that
+/// names the offending task or field.
+#[test]
+fn invalid_dags_exit_2_naming_the_problem() {
+    let cases = [
+        ("bad-id-brace.json", "{tag}"),
+        ("bad-id-colon.json", "a:b"),
+        ("cycle-2.json", "cycle through task"),
+        ("cycle-self.json", "self needs self"),
+        ("duplicate-id.json", "task d: duplicate id"),
+        ("empty.json", "no tasks"),
+        ("truncated.json", "invalid JSON at line"),
+        ("unknown-dep.json", "task a: unknown dependency \"missing\""),
+        ("unknown-fn.json", "task a: unknown function \"no_such_function\""),
+    ];
+    for (file, needle) in cases {
+        let path = data(&format!("invalid/{file}"));
+        for cmd in ["run", "validate"] {
+            let out = rukong(&[cmd, path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {file}");
+            let err = text(&out.stderr);
+            assert!(err.contains(needle), "{cmd} {file}: {err}");
+            assert!(out.stdout.is_empty(), "{cmd} {file}: nothing on stdout");
+        }
+    }
+    let out = rukong(&["run", "/nonexistent/dag.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/dag.yaml"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(rukong(&[]).status.code(), Some(2));
+    assert_eq!(rukong(&["run"]).status.code(), Some(2));
+    assert_eq!(rukong(&["run", "x.yaml", "--slots", "0"]).status.code(), Some(2));
+    assert_eq!(rukong(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(rukong(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    for f in ["tree-reduction", "fanout-fanin", "chain", "diamond", "blob-digest"] {
+        let out = rukong(&["validate", repo(&format!("examples/{f}.yaml")).to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{f}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("ok: "), "{f}");
+    }
+}
+
+#[test]
+fn gen_output_runs_from_standard_input() {
+    let generated = rukong(&["gen", "tree-reduction", "--leaves", "100"]);
+    assert_eq!(generated.status.code(), Some(0));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rukong"))
+        .args(["run", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&generated.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outputs"]["s7_0"], 4950);
+    let json = rukong(&["gen", "chain", "--length", "3", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 3);
+}
