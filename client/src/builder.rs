@@ -48,17 +48,16 @@ impl JobBuilder {
             func: func.into(),
             ..TaskSpec::default()
         });
-        let task = self
-            .spec
-            .tasks
-            .last_mut()
-            .expect("a task was just pushed");
+        let task = self.spec.tasks.last_mut().expect("a task was just pushed");
         TaskBuilder { task }
     }
 
     /// Asks for `id`'s output (by default every sink's output is returned).
     pub fn output(&mut self, id: impl Into<TaskId>) -> &mut Self {
-        self.spec.outputs.get_or_insert_with(Vec::new).push(id.into());
+        self.spec
+            .outputs
+            .get_or_insert_with(Vec::new)
+            .push(id.into());
         self
     }
 

@@ -5,15 +5,15 @@
 //! store); [`workloads`] generates the benchmark workloads.
 //!
 //! ## Layout
-//! - [`builder`]: [`JobBuilder`].
+//! - [`builder`]: the DAG builder, [`JobBuilder`].
 //! - [`local`]: [`Local`], the embedded deployment.
 //! - [`output`]: the CLI's JSON output contract.
 //! - [`workloads`]: workload generators (`rukong gen …`).
 
 pub mod builder;
-pub mod workloads;
 pub mod local;
 pub mod output;
+pub mod workloads;
 
 pub use builder::{JobBuilder, TaskBuilder};
 pub use local::{Local, LocalConfig, LocalEngine, RunError};

@@ -76,7 +76,10 @@ impl Local {
             .enable_all()
             .build()?;
         let store = Arc::new(MemoryStore::with_max_object(config.max_object));
-        let proxy = Arc::new(LocalProxy::with_max_object(store.clone(), config.max_object));
+        let proxy = Arc::new(LocalProxy::with_max_object(
+            store.clone(),
+            config.max_object,
+        ));
         let slots = config.slots.max(1);
         let mut engine_config = config.engine;
         engine_config.job.slots_hint = slots;
@@ -91,12 +94,7 @@ impl Local {
         if let Some(t) = config.executor_threads {
             exec_config.threads = t.clamp(1, slots);
         }
-        let executor = rukong_executor::start(
-            exec_config,
-            store.clone(),
-            proxy,
-            registry,
-        )?;
+        let executor = rukong_executor::start(exec_config, store.clone(), proxy, registry)?;
         Ok(Local {
             rt,
             store,
@@ -133,7 +131,10 @@ impl Local {
         self.rt.block_on(async {
             let submitted = std::time::Instant::now();
             let job = self.engine.submit(spec).await?;
-            let result = self.engine.wait(&job, submitted, timeout, on_progress).await;
+            let result = self
+                .engine
+                .wait(&job, submitted, timeout, on_progress)
+                .await;
             if result.is_err() {
                 let _ = self.engine.cancel(&job).await;
             }

@@ -177,7 +177,8 @@ fn blob_digest(producers: usize, size: usize) -> DagSpec {
         b.task(p.as_str(), "blob").arg(size as i64).arg(i as i64);
         b.task(format!("d{i}"), "sha256").dep(p.as_str());
     }
-    b.task("all", "concat").deps(blobs.iter().map(String::as_str));
+    b.task("all", "concat")
+        .deps(blobs.iter().map(String::as_str));
     b.task("total_len", "len").dep("all");
     b.task("total_sha256", "sha256").dep("all");
     b.output("total_len").output("total_sha256");
@@ -220,7 +221,10 @@ mod tests {
             Workload::FanoutFanin { width: 10 },
             Workload::Chain { length: 5 },
             Workload::Diamond,
-            Workload::BlobDigest { producers: 3, size: 10 },
+            Workload::BlobDigest {
+                producers: 3,
+                size: 10,
+            },
         ] {
             assert_eq!(w.generate().tasks.len(), w.task_count(), "{w:?}");
         }
@@ -228,7 +232,11 @@ mod tests {
 
     #[test]
     fn yaml_round_trips() {
-        let spec = Workload::BlobDigest { producers: 2, size: 5 }.generate();
+        let spec = Workload::BlobDigest {
+            producers: 2,
+            size: 5,
+        }
+        .generate();
         let back = DagSpec::from_yaml_str(&to_yaml(&spec)).unwrap();
         assert_eq!(back, spec);
     }

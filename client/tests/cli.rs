@@ -20,7 +20,11 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn run_json_prints_one_object_with_job_outputs_and_stats() {
-    let out = rukong(&["run", repo("examples/diamond.yaml").to_str().unwrap(), "--json"]);
+    let out = rukong(&[
+        "run",
+        repo("examples/diamond.yaml").to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["job"].as_str().unwrap().starts_with('j'));
@@ -54,11 +58,18 @@ fn a_failed_task_exits_1_naming_the_task() {
     std::fs::write(&f, r#"{"tasks":[{"id":"ok","fn":"const","args":[1]},{"id":"boom","fn":"fail","deps":["ok"],"args":["kaboom"]}]}"#).unwrap();
     let out = rukong(&["run", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("task boom failed: kaboom"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("task boom failed: kaboom"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = rukong(&["run", f.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["error"], serde_json::json!({"task": "boom", "message": "kaboom"}));
+    assert_eq!(
+        v["error"],
+        serde_json::json!({"task": "boom", "message": "kaboom"})
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -75,7 +86,10 @@ fn invalid_dags_exit_2_naming_the_problem() {
         ("empty.json", "no tasks"),
         ("truncated.json", "invalid JSON at line"),
         ("unknown-dep.json", "task a: unknown dependency \"missing\""),
-        ("unknown-fn.json", "task a: unknown function \"no_such_function\""),
+        (
+            "unknown-fn.json",
+            "task a: unknown function \"no_such_function\"",
+        ),
     ];
     for (file, needle) in cases {
         let path = data(&format!("invalid/{file}"));
@@ -96,15 +110,27 @@ fn invalid_dags_exit_2_naming_the_problem() {
 fn usage_errors_exit_2() {
     assert_eq!(rukong(&[]).status.code(), Some(2));
     assert_eq!(rukong(&["run"]).status.code(), Some(2));
-    assert_eq!(rukong(&["run", "x.yaml", "--slots", "0"]).status.code(), Some(2));
+    assert_eq!(
+        rukong(&["run", "x.yaml", "--slots", "0"]).status.code(),
+        Some(2)
+    );
     assert_eq!(rukong(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(rukong(&["--help"]).status.code(), Some(0));
 }
 
 #[test]
 fn validate_accepts_every_example() {
-    for f in ["tree-reduction", "fanout-fanin", "chain", "diamond", "blob-digest"] {
-        let out = rukong(&["validate", repo(&format!("examples/{f}.yaml")).to_str().unwrap()]);
+    for f in [
+        "tree-reduction",
+        "fanout-fanin",
+        "chain",
+        "diamond",
+        "blob-digest",
+    ] {
+        let out = rukong(&[
+            "validate",
+            repo(&format!("examples/{f}.yaml")).to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(0), "{f}: {}", text(&out.stderr));
         assert!(text(&out.stdout).starts_with("ok: "), "{f}");
     }
@@ -121,7 +147,12 @@ fn gen_output_runs_from_standard_input() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&generated.stdout).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&generated.stdout)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

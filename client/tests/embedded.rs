@@ -9,25 +9,45 @@ use rukong_client::{JobBuilder, Local, LocalConfig};
 use rukong_core::Value;
 use rukong_core::messages::JobState;
 
-fn assert_outputs(local: &Local, spec: rukong_client::DagSpec, expected: &[(rukong_core::TaskId, Value)]) {
+fn assert_outputs(
+    local: &Local,
+    spec: rukong_client::DagSpec,
+    expected: &[(rukong_core::TaskId, Value)],
+) {
     let name = spec.name.clone();
     let report = local.run(spec).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(report.state, JobState::Succeeded, "{name}");
     for (id, v) in expected {
         assert_eq!(report.output(id.as_str()), Some(v), "{name}: output {id}");
     }
-    assert_eq!(report.outputs.len(), expected.len(), "{name}: no extra outputs");
+    assert_eq!(
+        report.outputs.len(),
+        expected.len(),
+        "{name}: no extra outputs"
+    );
 }
 
 #[test]
 fn every_example_produces_its_known_output() {
     let local = local(2, 64 * 1024);
     let cases = [
-        ("examples/tree-reduction.yaml", Workload::TreeReduction { leaves: 1024 }),
-        ("examples/fanout-fanin.yaml", Workload::FanoutFanin { width: 1000 }),
+        (
+            "examples/tree-reduction.yaml",
+            Workload::TreeReduction { leaves: 1024 },
+        ),
+        (
+            "examples/fanout-fanin.yaml",
+            Workload::FanoutFanin { width: 1000 },
+        ),
         ("examples/chain.yaml", Workload::Chain { length: 1000 }),
         ("examples/diamond.yaml", Workload::Diamond),
-        ("examples/blob-digest.yaml", Workload::BlobDigest { producers: 4, size: 100_000 }),
+        (
+            "examples/blob-digest.yaml",
+            Workload::BlobDigest {
+                producers: 4,
+                size: 100_000,
+            },
+        ),
     ];
     for (file, w) in cases {
         let spec = load(&repo(file));
@@ -43,7 +63,10 @@ fn generated_workloads_match_their_closed_forms_at_scale() {
         Workload::TreeReduction { leaves: 5000 },
         Workload::FanoutFanin { width: 20_000 },
         Workload::Chain { length: 20_000 },
-        Workload::BlobDigest { producers: 12, size: 70_000 },
+        Workload::BlobDigest {
+            producers: 12,
+            size: 70_000,
+        },
     ] {
         assert_outputs(&local, w.generate(), &w.expected());
     }
@@ -55,13 +78,23 @@ fn conformance_vectors_match_expected_outputs() {
     let local = local(2, 64 * 1024);
     for n in [101, 102, 103] {
         let spec = load(&data(&format!("conformance/random-{n}.json")));
-        let text = std::fs::read_to_string(data(&format!("conformance/random-{n}.expected.json"))).unwrap();
-        let expected: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let text = std::fs::read_to_string(data(&format!("conformance/random-{n}.expected.json")))
+            .unwrap();
+        let expected: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).unwrap();
         let report = local.run(spec).unwrap();
         assert_eq!(report.state, JobState::Succeeded, "random-{n}");
-        assert_eq!(report.outputs.len(), expected.len(), "random-{n}: one output per sink");
+        assert_eq!(
+            report.outputs.len(),
+            expected.len(),
+            "random-{n}: one output per sink"
+        );
         for (id, v) in &report.outputs {
-            assert_eq!(Some(&v.to_output_json()), expected.get(id.as_str()), "random-{n}: {id}");
+            assert_eq!(
+                Some(&v.to_output_json()),
+                expected.get(id.as_str()),
+                "random-{n}: {id}"
+            );
         }
     }
 }
@@ -85,7 +118,10 @@ fn conformance_vector_104_fails_clearly_on_summing_a_string() {
     };
     let f = &funcs[task.as_str()];
     assert!(f == "add" || f == "mul", "{task} runs {f}");
-    assert!(error.starts_with(&format!("{f}: input ")) && error.contains("is a string"), "{error}");
+    assert!(
+        error.starts_with(&format!("{f}: input ")) && error.contains("is a string"),
+        "{error}"
+    );
 }
 
 /// Values that straddle the inline threshold give the same results whether P is tiny
@@ -98,10 +134,12 @@ fn results_do_not_depend_on_the_inline_threshold() {
         b.task(format!("b{i}"), "blob").arg(*n as i64).arg(i as i64);
         b.task(format!("h{i}"), "sha256").dep(format!("b{i}"));
         b.task(format!("n{i}"), "len").dep(format!("b{i}"));
-        b.task(format!("c{i}"), "concat").deps([format!("b{i}"), format!("b{i}")]);
+        b.task(format!("c{i}"), "concat")
+            .deps([format!("b{i}"), format!("b{i}")]);
         b.task(format!("ch{i}"), "sha256").dep(format!("c{i}"));
     }
-    b.task("all", "concat").deps((0..5).map(|i| format!("b{i}")));
+    b.task("all", "concat")
+        .deps((0..5).map(|i| format!("b{i}")));
     b.task("all_h", "sha256").dep("all");
     b.task("all_n", "len").dep("all");
     let spec = b.build();
@@ -111,7 +149,11 @@ fn results_do_not_depend_on_the_inline_threshold() {
         let r = local.run(spec.clone()).unwrap();
         assert_eq!(r.state, JobState::Succeeded);
         if limit == 16 {
-            assert!(r.stats.objects_put >= 5, "small P sends blobs by key: {:?}", r.stats);
+            assert!(
+                r.stats.objects_put >= 5,
+                "small P sends blobs by key: {:?}",
+                r.stats
+            );
         }
         if limit == 1 << 30 {
             assert_eq!(r.stats.objects_put, 0, "huge P keeps everything inline");
@@ -120,7 +162,10 @@ fn results_do_not_depend_on_the_inline_threshold() {
     }
     assert_eq!(results[0], results[1]);
     assert_eq!(results[1], results[2]);
-    let all_n = results[0].iter().find(|(id, _)| id.as_str() == "all_n").unwrap();
+    let all_n = results[0]
+        .iter()
+        .find(|(id, _)| id.as_str() == "all_n")
+        .unwrap();
     assert_eq!(all_n.1, Value::Int((p - 1 + p + p + 1 + 10 * p + 1) as i64));
 }
 
@@ -133,8 +178,13 @@ fn requested_outputs_may_be_inner_tasks_and_large() {
     b.output("big").output("n");
     let r = local.run(b.build()).unwrap();
     assert_eq!(r.state, JobState::Succeeded);
-    let Some(Value::Bytes(bytes)) = r.output("big") else { panic!("{:?}", r.outputs) };
-    assert_eq!(bytes.as_ref(), rukong_client::workloads::blob_bytes(5000, 7).as_slice());
+    let Some(Value::Bytes(bytes)) = r.output("big") else {
+        panic!("{:?}", r.outputs)
+    };
+    assert_eq!(
+        bytes.as_ref(),
+        rukong_client::workloads::blob_bytes(5000, 7).as_slice()
+    );
     assert_eq!(r.output("n"), Some(&Value::Int(5000)));
 }
 

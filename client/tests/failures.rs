@@ -3,8 +3,8 @@
 use rukong_client::{JobBuilder, Local, LocalConfig};
 use rukong_core::Value;
 use rukong_core::messages::JobState;
-use rukong_executor::functions::{FnError, Function, WarmState};
 use rukong_executor::Registry;
+use rukong_executor::functions::{FnError, Function, WarmState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -62,7 +62,10 @@ fn a_panicking_function_fails_the_job_and_the_deployment_keeps_working() {
     }
     let mut ok = JobBuilder::new("ok");
     ok.task("c", "const").arg(5);
-    assert_eq!(local.run(ok.build()).unwrap().output("c"), Some(&Value::Int(5)));
+    assert_eq!(
+        local.run(ok.build()).unwrap().output("c"),
+        Some(&Value::Int(5))
+    );
 }
 
 #[test]
@@ -81,7 +84,10 @@ fn retries_rerun_a_failing_task() {
     let local = local_with(registry, 1, None);
     let mut b = JobBuilder::new("r");
     b.task("f", "flaky").retries(2);
-    assert_eq!(local.run(b.build()).unwrap().output("f"), Some(&Value::Int(42)));
+    assert_eq!(
+        local.run(b.build()).unwrap().output("f"),
+        Some(&Value::Int(42))
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     calls.store(0, Ordering::SeqCst);
@@ -100,7 +106,10 @@ fn a_heavy_task_over_its_timeout_fails() {
     let t0 = std::time::Instant::now();
     let r = local.run(b.build()).unwrap();
     assert_eq!(failed(&r.state), ("nap", "timed out after 100 ms"));
-    assert!(t0.elapsed() < Duration::from_secs(4), "the job did not wait for the sleep");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "the job did not wait for the sleep"
+    );
 }
 
 /// A latch: `Wait` (heavy) blocks until `Signal` (light) opens it, or fails after 10 s.
@@ -117,7 +126,11 @@ impl Function for Wait {
         let (open, _) = cv
             .wait_timeout_while(open, Duration::from_secs(10), |o| !*o)
             .unwrap();
-        if *open { Ok(Value::Str("released".into())) } else { Err(FnError::new("never released")) }
+        if *open {
+            Ok(Value::Str("released".into()))
+        } else {
+            Err(FnError::new("never released"))
+        }
     }
     fn is_heavy(&self, _: &[Value]) -> bool {
         true
@@ -147,7 +160,9 @@ fn heavy_work_runs_off_the_slot_thread() {
     b.task("w", "wait").dep("src");
     b.task("c0", "add").dep("src").arg(1);
     for i in 1..200 {
-        b.task(format!("c{i}"), "add").dep(format!("c{}", i - 1)).arg(1);
+        b.task(format!("c{i}"), "add")
+            .dep(format!("c{}", i - 1))
+            .arg(1);
     }
     b.task("sig", "signal").dep("c199");
     let r = local.run(b.build()).unwrap();
@@ -159,12 +174,17 @@ fn heavy_work_runs_off_the_slot_thread() {
 fn warm_state_is_built_once_per_slot_and_counted_as_a_cold_start() {
     struct Model(Arc<AtomicUsize>);
     impl Function for Model {
-        fn init(&self, _: &rukong_executor::functions::InitCtx) -> Result<Option<WarmState>, FnError> {
+        fn init(
+            &self,
+            _: &rukong_executor::functions::InitCtx,
+        ) -> Result<Option<WarmState>, FnError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(Some(Arc::new(100i64)))
         }
         fn call(&self, state: Option<&WarmState>, inputs: Vec<Value>) -> Result<Value, FnError> {
-            let w = state.and_then(|s| s.downcast_ref::<i64>()).ok_or_else(|| FnError::new("no weights"))?;
+            let w = state
+                .and_then(|s| s.downcast_ref::<i64>())
+                .ok_or_else(|| FnError::new("no weights"))?;
             match inputs.as_slice() {
                 [Value::Int(x)] => Ok(Value::Int(x + w)),
                 _ => Err(FnError::new("one int")),
@@ -185,6 +205,10 @@ fn warm_state_is_built_once_per_slot_and_counted_as_a_cold_start() {
     assert_eq!(r.output("m7"), Some(&Value::Int(101)));
     assert_eq!(inits.load(Ordering::SeqCst), 1, "one slot, one init");
     let again = local.run(b.build()).unwrap();
-    assert_eq!(inits.load(Ordering::SeqCst), 1, "still warm for the next job");
+    assert_eq!(
+        inits.load(Ordering::SeqCst),
+        1,
+        "still warm for the next job"
+    );
     assert_eq!(again.stats.cold_starts, 0);
 }

@@ -89,11 +89,18 @@ pub enum StoreError {
     #[error("corrupt data in the store at {key}: {message}")]
     Corrupt { key: String, message: String },
     #[error("object {key} is {size} bytes, over the limit of {max}")]
-    TooLarge { key: String, size: usize, max: usize },
+    TooLarge {
+        key: String,
+        size: usize,
+        max: usize,
+    },
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout { .. })
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Timeout { .. }
+        )
     }
 }

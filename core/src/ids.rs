@@ -72,7 +72,8 @@ impl JobId {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         // splitmix64 over time, pid and counter: ids from two processes in the same
         // nanosecond still differ.
-        let mut z = nanos ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut z =
+            nanos ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;

@@ -47,7 +47,8 @@ fn bucket_upper(b: usize) -> u64 {
     let half = b % 2;
     // Upper edge of the bucket: (2 + half + 1) * 2^(top-1) - 1, saturating.
     let base = 1u64.checked_shl(top as u32).unwrap_or(u64::MAX);
-    base.saturating_add((half as u64 + 1) * (base / 2)).saturating_sub(1)
+    base.saturating_add((half as u64 + 1) * (base / 2))
+        .saturating_sub(1)
 }
 
 impl Histogram {

@@ -64,7 +64,10 @@ pub trait Proxy: Send + Sync + 'static {
         key: &ObjectKey,
         data: Bytes,
     ) -> impl Future<Output = ProxyResult<()>> + Send;
-    fn get_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<Option<Bytes>>> + Send;
+    fn get_object(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = ProxyResult<Option<Bytes>>> + Send;
     fn delete_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<()>> + Send;
     fn fan_out(&self, req: FanOutRequest) -> impl Future<Output = ProxyResult<FanOutReply>> + Send;
 }

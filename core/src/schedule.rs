@@ -160,7 +160,9 @@ mod tests {
 
     #[test]
     fn chain_becomes_each_next_task() {
-        let d = dag("tasks: [{id: a, fn: const}, {id: b, fn: identity, deps: [a]}, {id: c, fn: identity, deps: [b]}]");
+        let d = dag(
+            "tasks: [{id: a, fn: const}, {id: b, fn: identity, deps: [a]}, {id: c, fn: identity, deps: [b]}]",
+        );
         let s = schedule(&d, 10);
         assert_eq!(s.become_child(&d, idx(&d, "a")), Some(idx(&d, "b")));
         assert_eq!(s.become_child(&d, idx(&d, "b")), Some(idx(&d, "c")));
@@ -171,7 +173,9 @@ mod tests {
 
     #[test]
     fn diamond_becomes_first_branch_and_invokes_second() {
-        let d = dag("tasks: [{id: a, fn: const}, {id: b, fn: identity, deps: [a]}, {id: c, fn: identity, deps: [a]}, {id: d, fn: add, deps: [b, c]}]");
+        let d = dag(
+            "tasks: [{id: a, fn: const}, {id: b, fn: identity, deps: [a]}, {id: c, fn: identity, deps: [a]}, {id: d, fn: add, deps: [b, c]}]",
+        );
         let s = schedule(&d, 10);
         let a = idx(&d, "a");
         assert_eq!(s.become_child(&d, a), Some(idx(&d, "b")));
@@ -231,7 +235,11 @@ mod tests {
         assert_eq!(s.become_child(&d, idx(&d, "x")), Some(idx(&d, "y")));
         assert_eq!(s.become_child(&d, idx(&d, "s2")), Some(idx(&d, "p")));
         assert_eq!(names(&d, s.invoke(&d, idx(&d, "s2"))), ["z"]);
-        assert_eq!(s.become_child(&d, idx(&d, "p")), None, "x already planned by s1");
+        assert_eq!(
+            s.become_child(&d, idx(&d, "p")),
+            None,
+            "x already planned by s1"
+        );
         let all = static_schedules(&d);
         assert_eq!(names(&d, all[0].tasks.clone()), ["s1", "x", "y"]);
         assert_eq!(names(&d, all[1].tasks.clone()), ["s2", "p", "x", "y", "z"]);

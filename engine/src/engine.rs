@@ -14,23 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
     pub limits: Limits,
     /// Data passing and batching for each job.
     pub job: JobConfig,
     /// Whether any executor has a GPU (tasks with `resources.gpu` are rejected otherwise).
     pub gpu_available: bool,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            limits: Limits::default(),
-            job: JobConfig::default(),
-            gpu_available: false,
-        }
-    }
 }
 
 /// Why a submission was refused. `Invalid` is never retryable; `Store` follows
@@ -211,13 +201,13 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         let mut tracker = JobTracker::new(plan.clone());
         let mut cursor = 0;
         let state = loop {
-            if let Some(limit) = timeout {
-                if started.elapsed() > limit {
-                    return Err(EngineError::Timeout {
-                        job: job.clone(),
-                        after: limit,
-                    });
-                }
+            if let Some(limit) = timeout
+                && started.elapsed() > limit
+            {
+                return Err(EngineError::Timeout {
+                    job: job.clone(),
+                    after: limit,
+                });
             }
             let batch = self
                 .store
@@ -253,7 +243,10 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             for (t, p) in tracker.outputs() {
                 let id = plan.dag.id(t).clone();
                 let Some(p) = p else {
-                    return Err(EngineError::MissingOutput { job: job.clone(), task: id });
+                    return Err(EngineError::MissingOutput {
+                        job: job.clone(),
+                        task: id,
+                    });
                 };
                 let v = self.resolve(job, &id, p.clone()).await?;
                 outputs.push((id, v));

@@ -55,10 +55,10 @@ impl JobTracker {
             *seen = true;
             self.sinks_done += 1;
         }
-        if let Some(p) = payload {
-            if let Some(i) = dag.outputs().iter().position(|&o| o == task) {
-                self.outputs[i].get_or_insert(p);
-            }
+        if let Some(p) = payload
+            && let Some(i) = dag.outputs().iter().position(|&o| o == task)
+        {
+            self.outputs[i].get_or_insert(p);
         }
     }
 
@@ -116,7 +116,12 @@ mod tests {
         )
         .unwrap();
         let schedule = schedule::schedule(&dag, 10);
-        Arc::new(JobPlan { job: JobId::new("t"), dag, schedule, config: JobConfig::default() })
+        Arc::new(JobPlan {
+            job: JobId::new("t"),
+            dag,
+            schedule,
+            config: JobConfig::default(),
+        })
     }
 
     #[test]
@@ -124,11 +129,19 @@ mod tests {
         let p = plan();
         let (b, c) = (p.dag.lookup("b").unwrap(), p.dag.lookup("c").unwrap());
         let mut t = JobTracker::new(p);
-        let out = Event::TaskResult { task: b, sink: true, payload: Some(Payload::Inline(Value::Int(7))) };
+        let out = Event::TaskResult {
+            task: b,
+            sink: true,
+            payload: Some(Payload::Inline(Value::Int(7))),
+        };
         t.apply(out.clone());
         t.apply(out);
         assert_eq!(t.state(), JobState::Running, "c (a sink) has not finished");
-        t.apply(Event::TaskResult { task: c, sink: true, payload: None });
+        t.apply(Event::TaskResult {
+            task: c,
+            sink: true,
+            payload: None,
+        });
         assert_eq!(t.state(), JobState::Succeeded);
         let outs: Vec<_> = t.outputs().collect();
         assert_eq!(outs, vec![(b, Some(&Payload::Inline(Value::Int(7))))]);
@@ -138,8 +151,19 @@ mod tests {
     fn the_first_failure_wins() {
         let mut t = JobTracker::new(plan());
         for msg in ["first", "second"] {
-            t.apply(Event::TaskFailed { task: TaskIdx(1), id: "b".into(), attempts: 1, error: msg.into() });
+            t.apply(Event::TaskFailed {
+                task: TaskIdx(1),
+                id: "b".into(),
+                attempts: 1,
+                error: msg.into(),
+            });
         }
-        assert_eq!(t.state(), JobState::Failed { task: "b".into(), error: "first".into() });
+        assert_eq!(
+            t.state(),
+            JobState::Failed {
+                task: "b".into(),
+                error: "first".into()
+            }
+        );
     }
 }

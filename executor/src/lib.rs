@@ -10,8 +10,8 @@
 //! - [`walk`]: the schedule walk (chain, fan-out, fan-in, data passing).
 //! - [`run`]: running one function call (warm state, off-thread heavy calls, retries, panics).
 //! - [`slot`]: the slot actor.
-//! - [`executor`]: starting and stopping an executor ([`start`]).
-//! - [`config`]: [`ExecutorConfig`].
+//! - [`executor`]: starting and stopping an executor (`start`).
+//! - [`config`]: the settings, [`ExecutorConfig`].
 
 pub mod catch;
 pub mod config;

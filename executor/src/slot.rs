@@ -74,7 +74,8 @@ impl<S: Store, P: Proxy> Handler<Pull> for Slot<S, P> {
             let mut acks = Vec::with_capacity(deliveries.len());
             for d in deliveries {
                 let job = d.invocation.job.clone();
-                let run = CatchUnwind::new(run_invocation(&svc, &mut state, d.invocation, d.deliveries));
+                let run =
+                    CatchUnwind::new(run_invocation(&svc, &mut state, d.invocation, d.deliveries));
                 match run.await {
                     Ok(Disposition::Ack) => acks.push(d.id),
                     Ok(Disposition::Retry) => {}
@@ -84,16 +85,22 @@ impl<S: Store, P: Proxy> Handler<Pull> for Slot<S, P> {
                         tracing::error!(%job, %error, "invocation panicked");
                         let _ = svc
                             .store
-                            .set_job_state(&job, JobState::Failed { task: "-".into(), error })
+                            .set_job_state(
+                                &job,
+                                JobState::Failed {
+                                    task: "-".into(),
+                                    error,
+                                },
+                            )
                             .await;
                         acks.push(d.id);
                     }
                 }
             }
-            if !acks.is_empty() {
-                if let Err(e) = svc.store.ack(cfg.class, &acks).await {
-                    tracing::warn!(error = %e, "ack failed; entries will be redelivered");
-                }
+            if !acks.is_empty()
+                && let Err(e) = svc.store.ack(cfg.class, &acks).await
+            {
+                tracing::warn!(error = %e, "ack failed; entries will be redelivered");
             }
             (state, true)
         };

@@ -15,7 +15,9 @@ use crate::run::{WarmCache, call_once};
 use crate::services::Services;
 use rukong_core::dag::Child;
 use rukong_core::error::StoreError;
-use rukong_core::messages::{Event, Invocation, JobState, KnownInput, ObjectKey, Payload, Start, WalkStats};
+use rukong_core::messages::{
+    Event, Invocation, JobState, KnownInput, ObjectKey, Payload, Start, WalkStats,
+};
 use rukong_core::profile::{DagProfile, FnProfile};
 use rukong_core::proxy::{FanOutRequest, Proxy, ProxyError};
 use rukong_core::store::{ArrivalReq, Store};
@@ -207,10 +209,7 @@ async fn job_ctx<S: Store, P: Proxy>(
         match svc.registry.index_of(name) {
             Some(i) => fns.push(i),
             None => {
-                let error = format!(
-                    "executor {} has no function {name:?}",
-                    svc.config.id
-                );
+                let error = format!("executor {} has no function {name:?}", svc.config.id);
                 let _ = svc
                     .store
                     .set_job_state(
@@ -264,7 +263,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             let inputs = self.gather_inputs(cur, &mut known).await?;
             let out = self.run_task(cur, inputs).await?;
             self.stats.tasks += 1;
-            if self.stats.tasks % STATE_CHECK_EVERY == 0 {
+            if self.stats.tasks.is_multiple_of(STATE_CHECK_EVERY) {
                 self.check_running().await?;
             }
             let kids = dag.children(cur);
@@ -286,7 +285,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 [c] if dag.needed(c.task) == 1 => Some(c.task),
                 [c] => {
                     let p = self.payload(cur, &out, &mut payload).await?;
-                    self.svc.store.put_outputs(&plan.job, vec![(cur, p)]).await?;
+                    self.svc
+                        .store
+                        .put_outputs(&plan.job, vec![(cur, p)])
+                        .await?;
                     let req = ArrivalReq {
                         child: c.task,
                         pos: c.pos,
@@ -466,12 +468,12 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         let deps = dag.deps(t);
         let args = dag.args(t);
         let mut inputs = Vec::with_capacity(deps.len() + args.len());
-        if let ([d], [(k, _)]) = (deps, known.as_slice()) {
-            if d == k {
-                if let Some((_, v)) = known.pop() {
-                    inputs.push(v);
-                }
-            }
+        // The chain case: the only input is the one in hand; move it.
+        if let ([d], [(k, _)]) = (deps, known.as_slice())
+            && d == k
+            && let Some((_, v)) = known.pop()
+        {
+            inputs.push(v);
         }
         if inputs.len() < deps.len() {
             let missing: Vec<TaskIdx> = deps
@@ -515,16 +517,19 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             Payload::Inline(v) => Ok(v),
             Payload::Object(key) => {
                 let dag = &self.plan.dag;
-                let bytes = self.svc.proxy.get_object(&key).await?.ok_or_else(|| {
-                    WalkError::Backend {
-                        retryable: true,
-                        error: format!(
-                            "task {}: object {key} (output of {}) is missing",
-                            dag.id(t),
-                            dag.id(from)
-                        ),
-                    }
-                })?;
+                let bytes =
+                    self.svc
+                        .proxy
+                        .get_object(&key)
+                        .await?
+                        .ok_or_else(|| WalkError::Backend {
+                            retryable: true,
+                            error: format!(
+                                "task {}: object {key} (output of {}) is missing",
+                                dag.id(t),
+                                dag.id(from)
+                            ),
+                        })?;
                 Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
                     retryable: false,
                     error: format!("object {key} is corrupt: {e}"),
@@ -541,7 +546,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         let f = self.ctx.fns[fi];
         let registry = &self.svc.registry;
         if self.profile.len() <= fi {
-            self.profile.resize_with(dag.funcs().len(), FnProfile::default);
+            self.profile
+                .resize_with(dag.funcs().len(), FnProfile::default);
         }
         let (state, cold) = self
             .slot
@@ -624,10 +630,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         if self.stats.tasks > 0 {
             events.push(Event::Progress(std::mem::take(&mut self.stats)));
         }
-        if let Err(e) = self.svc.store.append_events(&job, events).await {
-            if !matches!(e, StoreError::UnknownJob(_)) {
-                tracing::error!(%job, error = %e, "could not append events");
-            }
+        if let Err(e) = self.svc.store.append_events(&job, events).await
+            && !matches!(e, StoreError::UnknownJob(_))
+        {
+            tracing::error!(%job, error = %e, "could not append events");
         }
         let profile: DagProfile = self
             .plan

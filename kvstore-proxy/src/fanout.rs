@@ -73,7 +73,12 @@ mod tests {
             y.push_str(&format!(", {{id: c{i}, fn: identity, deps: [s]}}"));
         }
         y.push_str(", {id: j, fn: add, deps: [s, o]}]");
-        validate(DagSpec::from_yaml_str(&y).unwrap(), &Limits::default(), &|_| true).unwrap()
+        validate(
+            DagSpec::from_yaml_str(&y).unwrap(),
+            &Limits::default(),
+            &|_| true,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -84,9 +89,17 @@ mod tests {
         assert_eq!(reqs.len(), 1);
         assert_eq!(reqs[0].child, d.lookup("j").unwrap());
         assert_eq!(reqs[0].needed, 2);
-        let not_yet = Arrival { arrived: 1, needed: 2, first_time: true };
+        let not_yet = Arrival {
+            arrived: 1,
+            needed: 2,
+            first_time: true,
+        };
         assert_eq!(ready_children(&d, d.children(s), &[not_yet]).len(), 20);
-        let done = Arrival { arrived: 2, needed: 2, first_time: true };
+        let done = Arrival {
+            arrived: 2,
+            needed: 2,
+            first_time: true,
+        };
         assert_eq!(ready_children(&d, d.children(s), &[done]).len(), 21);
         assert!(schedule::schedule(&d, 10).use_proxy(&d, s));
     }
@@ -96,12 +109,31 @@ mod tests {
         let d = wide(1000);
         let s = d.lookup("s").unwrap();
         let ready: Vec<TaskIdx> = d.children(s).iter().map(|c| c.task).collect();
-        let config = JobConfig { slots_hint: 4, ..JobConfig::default() };
-        let invs = pack(&JobId::new("j"), &config, s, &Payload::Inline(Value::Int(1)), &ready);
-        let starts: Vec<TaskIdx> = invs.iter().flat_map(|i| i.starts.iter().map(|s| s.task)).collect();
+        let config = JobConfig {
+            slots_hint: 4,
+            ..JobConfig::default()
+        };
+        let invs = pack(
+            &JobId::new("j"),
+            &config,
+            s,
+            &Payload::Inline(Value::Int(1)),
+            &ready,
+        );
+        let starts: Vec<TaskIdx> = invs
+            .iter()
+            .flat_map(|i| i.starts.iter().map(|s| s.task))
+            .collect();
         assert_eq!(starts, ready);
-        assert!(invs.len() >= 16, "enough invocations to spread over 4 slots: {}", invs.len());
-        assert!(invs.iter().all(|i| i.starts.len() <= config.max_starts_per_invocation));
+        assert!(
+            invs.len() >= 16,
+            "enough invocations to spread over 4 slots: {}",
+            invs.len()
+        );
+        assert!(
+            invs.iter()
+                .all(|i| i.starts.len() <= config.max_starts_per_invocation)
+        );
         assert!(invs[0].starts.iter().all(|st| st.inputs[0].from == s));
     }
 }

@@ -4,8 +4,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rukong_client::workloads::{Workload, to_yaml};
 use rukong_client::output::{report_json, state_name};
+use rukong_client::workloads::{Workload, to_yaml};
 use rukong_client::{Local, LocalConfig, RunError};
 use rukong_core::dag::{DagFormat, DagSpec, validate};
 use rukong_core::messages::JobState;
@@ -17,7 +17,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(name = "rukong", version, about = "A decentralized, actor-based DAG engine")]
+#[command(
+    name = "rukong",
+    version,
+    about = "A decentralized, actor-based DAG engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,9 +32,7 @@ enum Command {
     /// Run a DAG file (YAML or JSON; `-` reads standard input) in embedded mode.
     Run(RunArgs),
     /// Check a DAG file without running it.
-    Validate {
-        file: PathBuf,
-    },
+    Validate { file: PathBuf },
     /// Print a generated workload DAG (YAML, or JSON with --format json).
     Gen {
         #[command(subcommand)]
@@ -115,8 +117,7 @@ const EXIT_INVALID: u8 = 2;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -209,8 +210,11 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bar = ProgressBar::with_draw_target(Some(spec.tasks.len() as u64), ProgressDrawTarget::hidden());
-    if let Ok(style) = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} tasks ({per_sec})") {
+    let bar =
+        ProgressBar::with_draw_target(Some(spec.tasks.len() as u64), ProgressDrawTarget::hidden());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} tasks ({per_sec})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     let started = Instant::now();

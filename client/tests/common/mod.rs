@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 /// A path relative to the workspace root.
 pub fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
 }
 
 /// A path under this crate's `tests/data`.
@@ -16,7 +18,7 @@ pub fn data(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-pub fn load(path: &PathBuf) -> DagSpec {
+pub fn load(path: &std::path::Path) -> DagSpec {
     DagSpec::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

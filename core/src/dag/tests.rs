@@ -7,7 +7,11 @@ fn known(f: &str) -> bool {
 }
 
 fn check(text: &str) -> Result<Dag, DagError> {
-    validate(DagSpec::parse(text, DagFormat::sniff(text))?, &Limits::default(), &known)
+    validate(
+        DagSpec::parse(text, DagFormat::sniff(text))?,
+        &Limits::default(),
+        &known,
+    )
 }
 
 fn chain_spec(n: usize) -> DagSpec {
@@ -16,7 +20,11 @@ fn chain_spec(n: usize) -> DagSpec {
         tasks.push(TaskSpec {
             id: format!("t{i}").into(),
             func: if i == 0 { "const" } else { "identity" }.into(),
-            deps: if i == 0 { vec![] } else { vec![format!("t{}", i - 1).into()] },
+            deps: if i == 0 {
+                vec![]
+            } else {
+                vec![format!("t{}", i - 1).into()]
+            },
             ..Default::default()
         });
     }
@@ -60,12 +68,30 @@ fn each_error_names_the_task() {
     let cases: &[(&str, &str)] = &[
         (r#"{"tasks":[{"id":"a:b","fn":"const"}]}"#, "a:b"),
         (r#"{"tasks":[{"id":"{tag}","fn":"const"}]}"#, "{tag}"),
-        (r#"{"tasks":[{"id":"d","fn":"const"},{"id":"d","fn":"const"}]}"#, "task d: duplicate id"),
-        (r#"{"tasks":[{"id":"a","fn":"add","deps":["missing"]}]}"#, "task a: unknown dependency \"missing\""),
-        (r#"{"tasks":[{"id":"a","fn":"nope"}]}"#, "task a: unknown function \"nope\""),
-        (r#"{"tasks":[{"id":"self","fn":"identity","deps":["self"]}]}"#, "self needs self"),
-        (r#"{"tasks":[{"id":"a","fn":"add","deps":["b"]},{"id":"b","fn":"add","deps":["a"]}]}"#, "cycle through task"),
-        (r#"{"tasks":[{"id":"a","fn":"const"}],"outputs":["zz"]}"#, "outputs: unknown task \"zz\""),
+        (
+            r#"{"tasks":[{"id":"d","fn":"const"},{"id":"d","fn":"const"}]}"#,
+            "task d: duplicate id",
+        ),
+        (
+            r#"{"tasks":[{"id":"a","fn":"add","deps":["missing"]}]}"#,
+            "task a: unknown dependency \"missing\"",
+        ),
+        (
+            r#"{"tasks":[{"id":"a","fn":"nope"}]}"#,
+            "task a: unknown function \"nope\"",
+        ),
+        (
+            r#"{"tasks":[{"id":"self","fn":"identity","deps":["self"]}]}"#,
+            "self needs self",
+        ),
+        (
+            r#"{"tasks":[{"id":"a","fn":"add","deps":["b"]},{"id":"b","fn":"add","deps":["a"]}]}"#,
+            "cycle through task",
+        ),
+        (
+            r#"{"tasks":[{"id":"a","fn":"const"}],"outputs":["zz"]}"#,
+            "outputs: unknown task \"zz\"",
+        ),
     ];
     for (text, needle) in cases {
         let e = check(text).unwrap_err().to_string();
@@ -75,13 +101,19 @@ fn each_error_names_the_task() {
     let e = check(&format!(r#"{{"tasks":[{{"id":"{long}","fn":"const"}}]}}"#)).unwrap_err();
     assert!(matches!(e, DagError::BadId { .. }), "{e}");
     assert!(matches!(check(r#"{"tasks":[]}"#), Err(DagError::Empty)));
-    assert!(matches!(check(r#"{"tasks":[{"id":"a","#), Err(DagError::Parse { .. })));
+    assert!(matches!(
+        check(r#"{"tasks":[{"id":"a","#),
+        Err(DagError::Parse { .. })
+    ));
 }
 
 #[test]
 fn several_problems_are_reported_together() {
-    let e = check(r#"{"tasks":[{"id":"a","fn":"nope"},{"id":"b","fn":"add","deps":["zz"]}]}"#).unwrap_err();
-    let DagError::Many(all) = &e else { panic!("{e}") };
+    let e = check(r#"{"tasks":[{"id":"a","fn":"nope"},{"id":"b","fn":"add","deps":["zz"]}]}"#)
+        .unwrap_err();
+    let DagError::Many(all) = &e else {
+        panic!("{e}")
+    };
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].task().unwrap().as_str(), "a");
     assert_eq!(all[1].task().unwrap().as_str(), "b");
@@ -89,17 +121,34 @@ fn several_problems_are_reported_together() {
 
 #[test]
 fn limits_are_enforced() {
-    let limits = Limits { max_tasks: 2, max_arg_bytes: 16 };
-    let spec = DagSpec::from_json_str(r#"{"tasks":[{"id":"a","fn":"const"},{"id":"b","fn":"const"},{"id":"c","fn":"const"}]}"#).unwrap();
-    assert!(matches!(validate(spec, &limits, &known), Err(DagError::TooManyTasks { count: 3, max: 2 })));
-    let spec = DagSpec::from_json_str(r#"{"tasks":[{"id":"big","fn":"const","args":["0123456789abcdefghij"]}]}"#).unwrap();
+    let limits = Limits {
+        max_tasks: 2,
+        max_arg_bytes: 16,
+    };
+    let spec = DagSpec::from_json_str(
+        r#"{"tasks":[{"id":"a","fn":"const"},{"id":"b","fn":"const"},{"id":"c","fn":"const"}]}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        validate(spec, &limits, &known),
+        Err(DagError::TooManyTasks { count: 3, max: 2 })
+    ));
+    let spec = DagSpec::from_json_str(
+        r#"{"tasks":[{"id":"big","fn":"const","args":["0123456789abcdefghij"]}]}"#,
+    )
+    .unwrap();
     let e = validate(spec, &limits, &known).unwrap_err();
-    assert!(matches!(&e, DagError::ArgsTooLarge { task, .. } if task.as_str() == "big"), "{e}");
+    assert!(
+        matches!(&e, DagError::ArgsTooLarge { task, .. } if task.as_str() == "big"),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_deps_count_once_for_fan_in_and_keep_their_order() {
-    let d = check("tasks: [{id: a, fn: const}, {id: b, fn: const}, {id: c, fn: add, deps: [a, b, a]}]").unwrap();
+    let d =
+        check("tasks: [{id: a, fn: const}, {id: b, fn: const}, {id: c, fn: add, deps: [a, b, a]}]")
+            .unwrap();
     let c = d.lookup("c").unwrap();
     assert_eq!(d.deps(c).len(), 3);
     assert_eq!(d.needed(c), 2);
@@ -118,16 +167,19 @@ fn million_task_chain_validates_and_its_closed_cycle_is_found() {
     let mut spec = chain_spec(n);
     spec.tasks[0].deps = vec![format!("t{}", n - 1).into()];
     let e = validate(spec, &Limits::default(), &known).unwrap_err();
-    let DagError::Cycle { path, .. } = &e else { panic!("{e}") };
+    let DagError::Cycle { path, .. } = &e else {
+        panic!("{e}")
+    };
     assert!(path.contains(&format!("({n} tasks)")), "{path}");
 }
 
 #[test]
 fn compiled_dag_round_trips_through_msgpack() {
-    let d = check("tasks: [{id: a, fn: const, args: [1]}, {id: b, fn: add, deps: [a, a], retries: 2}]").unwrap();
+    let d =
+        check("tasks: [{id: a, fn: const, args: [1]}, {id: b, fn: add, deps: [a, a], retries: 2}]")
+            .unwrap();
     let back = Dag::from_msgpack(&d.to_msgpack()).unwrap();
     assert_eq!(back.lookup("b"), d.lookup("b"));
     assert_eq!(back.extras(TaskIdx(1)).unwrap().retries, 2);
     assert_eq!(back.deps(TaskIdx(1)), d.deps(TaskIdx(1)));
 }
-

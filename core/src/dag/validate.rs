@@ -231,7 +231,10 @@ pub fn validate(
     }
 
     let outputs: Vec<TaskIdx> = match &outputs_spec {
-        Some(outs) => outs.iter().filter_map(|o| index.get(o.as_str()).copied()).collect(),
+        Some(outs) => outs
+            .iter()
+            .filter_map(|o| index.get(o.as_str()).copied())
+            .collect(),
         None => (0..n as u32)
             .map(TaskIdx)
             .filter(|t| out_count[t.get()] == 0)
@@ -265,8 +268,7 @@ pub fn validate(
         }
     }
 
-    let (ids, args): (Vec<TaskId>, Vec<_>) =
-        spec.tasks.into_iter().map(|t| (t.id, t.args)).unzip();
+    let (ids, args): (Vec<TaskId>, Vec<_>) = spec.tasks.into_iter().map(|t| (t.id, t.args)).unzip();
     let mut dag = Dag {
         name: spec.name,
         ids,
@@ -313,13 +315,14 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
 }
 
 fn check_options(t: &TaskSpec, errors: &mut Vec<DagError>) {
-    if let Some(g) = &t.guard {
-        if !t.deps.contains(&g.dep) && errors.len() < MAX_REPORTED {
-            errors.push(DagError::Unsupported {
-                task: t.id.clone(),
-                message: format!("guard.dep {:?} is not one of its deps", g.dep.as_str()),
-            });
-        }
+    if let Some(g) = &t.guard
+        && !t.deps.contains(&g.dep)
+        && errors.len() < MAX_REPORTED
+    {
+        errors.push(DagError::Unsupported {
+            task: t.id.clone(),
+            message: format!("guard.dep {:?} is not one of its deps", g.dep.as_str()),
+        });
     }
 }
 

@@ -19,7 +19,10 @@ pub fn sample_plan(job: &str) -> Arc<JobPlan> {
         yaml.push_str(&format!("  - {{id: p{i}, fn: const, args: [{i}]}}\n"));
     }
     let deps: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
-    yaml.push_str(&format!("  - {{id: w, fn: add, deps: [{}]}}\n", deps.join(", ")));
+    yaml.push_str(&format!(
+        "  - {{id: w, fn: add, deps: [{}]}}\n",
+        deps.join(", ")
+    ));
     let dag = validate(
         DagSpec::from_yaml_str(&yaml).expect("sample DAG parses"),
         &Limits::default(),
@@ -91,7 +94,10 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
     let plan = sample_plan(&unique_job("fanin"));
     let job = plan.job.clone();
     s.put_job(plan.clone()).await.unwrap();
-    let a = s.record_arrivals(&job, &[req(&plan, "c", "a")]).await.unwrap();
+    let a = s
+        .record_arrivals(&job, &[req(&plan, "c", "a")])
+        .await
+        .unwrap();
     assert_eq!(
         a,
         vec![Arrival {
@@ -101,11 +107,17 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
         }]
     );
     // The same parent again (a retry, or a lost reply) counts once.
-    let again = s.record_arrivals(&job, &[req(&plan, "c", "a")]).await.unwrap();
+    let again = s
+        .record_arrivals(&job, &[req(&plan, "c", "a")])
+        .await
+        .unwrap();
     assert_eq!(again[0].arrived, 1);
     assert!(!again[0].first_time);
     assert!(!again[0].completes());
-    let b = s.record_arrivals(&job, &[req(&plan, "c", "b")]).await.unwrap();
+    let b = s
+        .record_arrivals(&job, &[req(&plan, "c", "b")])
+        .await
+        .unwrap();
     assert!(b[0].completes());
     let late = s
         .record_arrivals(&job, &[req(&plan, "c", "b"), req(&plan, "c", "a")])
@@ -211,7 +223,9 @@ pub async fn objects<S: Store>(s: &S) {
     let big = Bytes::from(vec![7u8; 3 << 20]);
     assert_eq!(s.get_object(&mine).await.unwrap(), None);
     s.put_object(&mine, big.clone()).await.unwrap();
-    s.put_object(&other, Bytes::from_static(b"x")).await.unwrap();
+    s.put_object(&other, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     assert_eq!(s.get_object(&mine).await.unwrap(), Some(big));
     // Deleting the job frees its objects, and only its objects.
     s.delete_job(&job).await.unwrap();
@@ -243,11 +257,7 @@ pub async fn queue<S: Store>(s: &S) {
     let class = ExecClass::Gpu;
     // Drain leftovers from an earlier run against the same server.
     while !s.pull(class, &me, 1000, short).await.unwrap().is_empty() {}
-    for d in s
-        .reclaim(class, &me, Duration::ZERO, 1000)
-        .await
-        .unwrap()
-    {
+    for d in s.reclaim(class, &me, Duration::ZERO, 1000).await.unwrap() {
         s.ack(class, &[d.id]).await.unwrap();
     }
 
@@ -298,7 +308,10 @@ pub async fn queue_wakes_a_waiting_puller<S: Store>(s: Arc<S>) {
     let s2 = s.clone();
     let puller = tokio::spawn(async move {
         let t0 = std::time::Instant::now();
-        let got = s2.pull(class, &me, 10, Duration::from_secs(10)).await.unwrap();
+        let got = s2
+            .pull(class, &me, 10, Duration::from_secs(10))
+            .await
+            .unwrap();
         (got, t0.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(100)).await;

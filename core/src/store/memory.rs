@@ -123,7 +123,11 @@ impl JobEntry {
     fn check_task(&self, t: TaskIdx) -> StoreResult<()> {
         if t.get() >= self.outputs.len() {
             return Err(StoreError::Corrupt {
-                key: format!("{}task:{}", crate::messages::job_prefix(&self.plan.job), t.0),
+                key: format!(
+                    "{}task:{}",
+                    crate::messages::job_prefix(&self.plan.job),
+                    t.0
+                ),
                 message: format!("task index out of range (job has {})", self.outputs.len()),
             });
         }
@@ -217,7 +221,11 @@ impl OutputStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_outputs(&self, job: &JobId, tasks: &[TaskIdx]) -> StoreResult<Vec<Option<Payload>>> {
+    async fn get_outputs(
+        &self,
+        job: &JobId,
+        tasks: &[TaskIdx],
+    ) -> StoreResult<Vec<Option<Payload>>> {
         let entry = self.job(job)?;
         tasks
             .iter()
@@ -359,14 +367,19 @@ impl InvocationQueue for MemoryStore {
         Ok(())
     }
 
-    async fn touch(&self, class: ExecClass, consumer: &ExecutorId, ids: &[DeliveryId]) -> StoreResult<()> {
+    async fn touch(
+        &self,
+        class: ExecClass,
+        consumer: &ExecutorId,
+        ids: &[DeliveryId],
+    ) -> StoreResult<()> {
         let mut s = lock(&self.queue(class).state);
         let now = Instant::now();
         for id in ids {
-            if let Some(p) = s.pending.get_mut(id) {
-                if &p.consumer == consumer {
-                    p.since = now;
-                }
+            if let Some(p) = s.pending.get_mut(id)
+                && &p.consumer == consumer
+            {
+                p.since = now;
             }
         }
         Ok(())

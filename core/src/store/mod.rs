@@ -99,8 +99,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &ObjectKey,
         data: Bytes,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    fn get_object(&self, key: &ObjectKey)
-    -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
+    fn get_object(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
     fn delete_object(&self, key: &ObjectKey) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
@@ -210,6 +212,12 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: JobStore + FanInStore + OutputStore + ObjectStore + InvocationQueue + EventLog + ProfileStore
+    T: JobStore
+        + FanInStore
+        + OutputStore
+        + ObjectStore
+        + InvocationQueue
+        + EventLog
+        + ProfileStore
 {
 }

@@ -107,7 +107,9 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.fns.iter().map(|(n, _)| n)).finish()
+        f.debug_list()
+            .entries(self.fns.iter().map(|(n, _)| n))
+            .finish()
     }
 }
 
