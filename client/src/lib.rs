@@ -16,6 +16,11 @@ pub mod output;
 pub mod workloads;
 
 pub use builder::{JobBuilder, TaskBuilder};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 pub use local::{Local, LocalConfig, LocalEngine, RunError};
 pub use rukong_core::dag::DagSpec;
 pub use rukong_engine::{JobReport, Progress};
