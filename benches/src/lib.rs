@@ -1,1 +1,327 @@
-//! placeholder
+//! # rukong-benches
+//!
+//! Benchmarks for rukong:
+//! - the end-to-end harness `rukong-e2e` (`src/bin/e2e.rs`), which runs the standard
+//!   workloads on one warm embedded deployment and reports wall-clock statistics;
+//! - criterion micro-benchmarks under `benches/` (validation and scheduling, MessagePack
+//!   encoding, in-memory fan-in records).
+//!
+//! This library holds what the harness needs that is worth testing on its own: workload-name
+//! parsing, command-line parsing, summary statistics and the output check.
+
+use anyhow::{Context, Result, bail};
+use rukong_client::workloads::Workload;
+use rukong_core::{TaskId, Value};
+use std::time::Duration;
+
+/// The embedded-mode throughput target for tree reduction N = 65,536 (tasks per second).
+pub const TARGET_TASKS_PER_SEC: f64 = 500_000.0;
+
+/// The workloads the harness runs when none is named: tree reduction N = 1,024 and 65,536,
+/// fan-out/fan-in W = 10,000 and 100,000, chain L = 10,000.
+pub fn default_workloads() -> Vec<Workload> {
+    vec![
+        Workload::TreeReduction { leaves: 1_024 },
+        Workload::TreeReduction { leaves: 65_536 },
+        Workload::FanoutFanin { width: 10_000 },
+        Workload::FanoutFanin { width: 100_000 },
+        Workload::Chain { length: 10_000 },
+    ]
+}
+
+/// Parses a workload name: `tree:N`, `fanout:W`, `chain:L`, `blob:PxS` or `diamond`.
+/// Numbers may contain `_` or `,` separators (`tree:65_536`).
+pub fn parse_workload(s: &str) -> Result<Workload> {
+    let s = s.trim();
+    let (kind, arg) = match s.split_once(':') {
+        Some((k, a)) => (k.trim(), Some(a.trim())),
+        None => (s, None),
+    };
+    let need =
+        |what: &str| arg.with_context(|| format!("workload `{s}`: expected `{kind}:{what}`"));
+    let w = match kind.to_ascii_lowercase().as_str() {
+        "tree" | "tree-reduction" => Workload::TreeReduction {
+            leaves: parse_count(need("N")?)?,
+        },
+        "fanout" | "fanout-fanin" => Workload::FanoutFanin {
+            width: parse_count(need("W")?)?,
+        },
+        "chain" => Workload::Chain {
+            length: parse_count(need("L")?)?,
+        },
+        "blob" | "blob-digest" => {
+            let a = need("PxS")?;
+            let (p, size) = a
+                .split_once(['x', 'X'])
+                .with_context(|| format!("workload `{s}`: expected `blob:PRODUCERSxSIZE`"))?;
+            Workload::BlobDigest {
+                producers: parse_count(p)?,
+                size: parse_number(size)?,
+            }
+        }
+        "diamond" => {
+            if arg.is_some() {
+                bail!("workload `{s}`: `diamond` takes no size");
+            }
+            Workload::Diamond
+        }
+        _ => bail!(
+            "unknown workload `{s}` (expected tree:N, fanout:W, chain:L, blob:PxS or diamond)"
+        ),
+    };
+    Ok(w)
+}
+
+/// A non-negative integer, `_` and `,` separators allowed.
+fn parse_number(s: &str) -> Result<usize> {
+    let digits: String = s.chars().filter(|c| !matches!(c, '_' | ',')).collect();
+    digits
+        .parse::<usize>()
+        .with_context(|| format!("`{s}` is not a non-negative integer"))
+}
+
+/// A positive integer, `_` and `,` separators allowed.
+fn parse_count(s: &str) -> Result<usize> {
+    match parse_number(s)? {
+        0 => bail!("`{s}`: must be at least 1"),
+        n => Ok(n),
+    }
+}
+
+/// The harness's command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Args {
+    /// The workloads named with `--workload`, in order; the defaults when none was.
+    pub workloads: Vec<Workload>,
+    pub repeats: usize,
+    pub warmup: usize,
+    /// Executor slots; `None`: the embedded default (one per core).
+    pub slots: Option<usize>,
+    pub json: Option<String>,
+    pub help: bool,
+}
+
+pub const USAGE: &str = "\
+usage: rukong-e2e [--workload NAME]... [--repeats N] [--warmup N] [--slots N] [--json FILE]
+
+Runs each workload on one warm embedded rukong deployment (engine, executor and proxy in
+this process, in-memory store), checks every run's outputs, and prints wall-clock statistics.
+
+  --workload NAME  tree:N | fanout:W | chain:L | blob:PxS | diamond (repeatable)
+                   default: tree:1024 tree:65536 fanout:10000 fanout:100000 chain:10000
+  --repeats N      timed runs per workload (default 10)
+  --warmup N       untimed runs per workload first (default 2)
+  --slots N        executor slots (default: one per core)
+  --json FILE      also write every number as JSON to FILE
+";
+
+/// Parses the arguments after the program name. `--opt value` and `--opt=value` both work.
+pub fn parse_args<I, S>(args: I) -> Result<Args>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut out = Args {
+        workloads: Vec::new(),
+        repeats: 10,
+        warmup: 2,
+        slots: None,
+        json: None,
+        help: false,
+    };
+    let mut it = args.into_iter().map(Into::into);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--workload" | "-w" => out.workloads.push(parse_workload(&value()?)?),
+            "--repeats" | "-n" => {
+                out.repeats = parse_count(&value()?).context("--repeats")?;
+            }
+            "--warmup" => out.warmup = parse_number(&value()?).context("--warmup")?,
+            "--slots" => out.slots = Some(parse_count(&value()?).context("--slots")?),
+            "--json" => out.json = Some(value()?),
+            "--help" | "-h" => out.help = true,
+            _ => bail!("unknown argument `{arg}`\n\n{USAGE}"),
+        }
+    }
+    if out.workloads.is_empty() {
+        out.workloads = default_workloads();
+    }
+    Ok(out)
+}
+
+/// Median, minimum, maximum and mean of a set of samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Summary {
+    /// `None` for no samples. The median of an even count is the mean of the middle two.
+    pub fn of(samples: &[f64]) -> Option<Summary> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
+        Some(Summary {
+            median,
+            min: s[0],
+            max: s[n - 1],
+            mean: s.iter().sum::<f64>() / n as f64,
+        })
+    }
+}
+
+/// Milliseconds, as a float.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Checks a run's outputs against the expected ones: every expected output must be present
+/// with the expected value. Names the first mismatch.
+pub fn check_outputs(got: &[(TaskId, Value)], expected: &[(TaskId, Value)]) -> Result<()> {
+    for (id, want) in expected {
+        match got.iter().find(|(t, _)| t == id) {
+            None => bail!("output `{id}` is missing (got {} outputs)", got.len()),
+            Some((_, v)) if v != want => bail!("output `{id}` is {v:?}, expected {want:?}"),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Formats an integer with thousands separators: `65536` → `65,536`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let first = match s.len() % 3 {
+        0 => 3,
+        r => r,
+    };
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    out.push_str(&s[..first.min(s.len())]);
+    for group in s.as_bytes()[first.min(s.len())..].chunks(3) {
+        out.push(',');
+        out.extend(group.iter().map(|&b| b as char));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_odd_and_even_counts() {
+        let s = Summary::of(&[5.0, 1.0, 3.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.mean), (3.0, 1.0, 5.0, 3.0));
+        let s = Summary::of(&[4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.mean), (3.0, 1.0, 10.0, 4.25));
+        let s = Summary::of(&[7.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (7.0, 7.0, 7.0));
+        assert_eq!(Summary::of(&[]), None);
+    }
+
+    #[test]
+    fn workload_names_parse() {
+        assert_eq!(
+            parse_workload("tree:65536").unwrap(),
+            Workload::TreeReduction { leaves: 65_536 }
+        );
+        assert_eq!(
+            parse_workload("fanout:100_000").unwrap(),
+            Workload::FanoutFanin { width: 100_000 }
+        );
+        assert_eq!(
+            parse_workload("chain:10,000").unwrap(),
+            Workload::Chain { length: 10_000 }
+        );
+        assert_eq!(
+            parse_workload("blob:4x100000").unwrap(),
+            Workload::BlobDigest {
+                producers: 4,
+                size: 100_000
+            }
+        );
+        assert_eq!(parse_workload("diamond").unwrap(), Workload::Diamond);
+        for bad in [
+            "tree",
+            "tree:",
+            "tree:0",
+            "tree:-1",
+            "blob:4",
+            "star:3",
+            "diamond:2",
+        ] {
+            assert!(parse_workload(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn args_parse_with_defaults() {
+        let a = parse_args(Vec::<String>::new()).unwrap();
+        assert_eq!(a.workloads, default_workloads());
+        assert_eq!((a.repeats, a.warmup, a.slots, a.json), (10, 2, None, None));
+
+        let a = parse_args([
+            "--workload",
+            "chain:5",
+            "--workload=tree:8",
+            "--repeats",
+            "3",
+            "--warmup=0",
+            "--slots",
+            "4",
+            "--json",
+            "out.json",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.workloads,
+            vec![
+                Workload::Chain { length: 5 },
+                Workload::TreeReduction { leaves: 8 }
+            ]
+        );
+        assert_eq!((a.repeats, a.warmup, a.slots), (3, 0, Some(4)));
+        assert_eq!(a.json.as_deref(), Some("out.json"));
+
+        assert!(parse_args(["--repeats"]).is_err());
+        assert!(parse_args(["--repeats", "0"]).is_err());
+        assert!(parse_args(["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn outputs_are_checked() {
+        let want = vec![(TaskId::from("r"), Value::Int(3))];
+        assert!(check_outputs(&[("r".into(), Value::Int(3))], &want).is_ok());
+        assert!(check_outputs(&[("r".into(), Value::Int(4))], &want).is_err());
+        assert!(check_outputs(&[], &want).is_err());
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(65_536), "65,536");
+        assert_eq!(thousands(1_048_575), "1,048,575");
+    }
+}
