@@ -13,11 +13,13 @@ fi
 # PROPTEST_CASES=1000 scripts/test.sh.
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
 
+# Doc tests first (nextest does not run them), so that the closing lines are the main
+# runner's summary.
+cargo test --workspace --doc
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
   echo "note: cargo-nextest not found; using cargo test (cargo install cargo-nextest for nicer output)" >&2
   cargo test --workspace --no-fail-fast --lib --bins --tests
 fi
-# nextest does not run doc tests.
-cargo test --workspace --doc

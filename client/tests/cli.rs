@@ -168,10 +168,18 @@ fn gpu_and_conditional_tasks_are_rejected_clearly() {
     let dir = std::env::temp_dir().join(format!("rukong-cli-unsup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let gpu = dir.join("gpu.yaml");
-    std::fs::write(&gpu, "tasks: [{id: g, fn: const, args: [1], resources: {gpu: 1}}]\n").unwrap();
+    std::fs::write(
+        &gpu,
+        "tasks: [{id: g, fn: const, args: [1], resources: {gpu: 1}}]\n",
+    )
+    .unwrap();
     let out = rukong(&["run", gpu.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("task g: requests a GPU"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("task g: requests a GPU"),
+        "{}",
+        text(&out.stderr)
+    );
     let guard = dir.join("guard.yaml");
     std::fs::write(
         &guard,
@@ -180,6 +188,10 @@ fn gpu_and_conditional_tasks_are_rejected_clearly() {
     .unwrap();
     let out = rukong(&["run", guard.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("task b: conditional branches"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("task b: conditional branches"),
+        "{}",
+        text(&out.stderr)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -204,5 +204,9 @@ fn a_deployment_runs_many_jobs_and_frees_each() {
         std::thread::sleep(std::time::Duration::from_millis(5));
         left = local.store().queue_len(rukong_core::ExecClass::Cpu);
     }
-    assert_eq!(left, (0, 0), "no queue entries left behind (ready, pending)");
+    assert_eq!(
+        left,
+        (0, 0),
+        "no queue entries left behind (ready, pending)"
+    );
 }

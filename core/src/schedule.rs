@@ -214,7 +214,7 @@ mod tests {
         for i in 0..12 {
             y.push_str(&format!(", {{id: c{i}, fn: identity, deps: [src]}}"));
         }
-        y.push_str("]");
+        y.push(']');
         let d = dag(&y);
         let src = idx(&d, "src");
         let s = schedule(&d, 10);
