@@ -68,6 +68,7 @@ pub async fn jobs<S: Store>(s: &S) {
     ));
     s.put_job(plan.clone()).await.unwrap();
     s.put_job(plan.clone()).await.unwrap(); // idempotent
+    assert!(s.list_jobs().await.unwrap().contains(&job));
     let got = s.get_job(&job).await.unwrap();
     assert_eq!(got.dag.len(), plan.dag.len());
     assert_eq!(got.dag.lookup("w"), plan.dag.lookup("w"));
@@ -80,6 +81,7 @@ pub async fn jobs<S: Store>(s: &S) {
     s.set_job_state(&job, failed.clone()).await.unwrap();
     assert_eq!(s.job_state(&job).await.unwrap(), failed);
     s.delete_job(&job).await.unwrap();
+    assert!(!s.list_jobs().await.unwrap().contains(&job));
     assert!(matches!(
         s.job_state(&job).await,
         Err(StoreError::UnknownJob(_))
@@ -376,51 +378,119 @@ pub async fn profiles<S: Store>(s: &S) {
     assert_eq!(got["add"].cold_start_us.sum, 10000);
 }
 
-/// Stamps out the conformance suite as `#[tokio::test]`s for the store that `$make`
-/// builds (evaluated once per test).
+pub async fn membership<S: Store>(s: &S) {
+    let info = |id: &str, slots| ExecutorInfo {
+        id: ExecutorId::new(format!("{id}-{}", JobId::generate())),
+        class: ExecClass::Cpu,
+        slots,
+        functions: vec!["add".into(), "const".into()],
+        devices: vec!["cpu".into()],
+        host: "test:1".into(),
+        version: "0".into(),
+    };
+    let a = info("member-a", 2);
+    let b = info("member-b", 4);
+    s.heartbeat(&a, Duration::from_secs(30)).await.unwrap();
+    s.heartbeat(&b, Duration::from_millis(300)).await.unwrap();
+    let live = s.executors().await.unwrap();
+    assert!(live.contains(&a) && live.contains(&b));
+    // A refreshed registration replaces the old one.
+    let mut a2 = a.clone();
+    a2.slots = 8;
+    s.heartbeat(&a2, Duration::from_secs(30)).await.unwrap();
+    let live = s.executors().await.unwrap();
+    assert_eq!(live.iter().filter(|e| e.id == a.id).count(), 1);
+    assert!(live.contains(&a2));
+    // b lapses without a heartbeat.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let live = s.executors().await.unwrap();
+    assert!(!live.iter().any(|e| e.id == b.id), "lapsed: {live:?}");
+    s.deregister(&a.id).await.unwrap();
+    assert!(!s.executors().await.unwrap().iter().any(|e| e.id == a.id));
+}
+
+/// A store under test, and whatever must stay alive while it is used (a server the test
+/// started, say).
+pub trait Fixture: Send + 'static {
+    type S: Store;
+    fn store(&self) -> Arc<Self::S>;
+}
+
+impl Fixture for crate::store::memory::MemoryStore {
+    type S = crate::store::memory::MemoryStore;
+    fn store(&self) -> Arc<Self::S> {
+        Arc::new(self.clone())
+    }
+}
+
+/// `(guard, store)`: the guard lives until the test ends.
+impl<G: Send + 'static, S: Store> Fixture for (G, Arc<S>) {
+    type S = S;
+    fn store(&self) -> Arc<S> {
+        self.1.clone()
+    }
+}
+
+/// Stamps out the conformance suite as `#[tokio::test]`s. `$fixture` is a future (an
+/// `async` block) yielding a [`Fixture`]; it is awaited once per test.
 #[macro_export]
 macro_rules! store_conformance_tests {
-    ($make:expr) => {
-        #[tokio::test]
-        async fn conformance_jobs() {
-            $crate::store::conformance::jobs(&$make).await
+    ($fixture:expr) => {
+        $crate::__conformance_test!(conformance_jobs, jobs, ref, $fixture);
+        $crate::__conformance_test!(
+            conformance_fan_in_is_idempotent,
+            fan_in_is_idempotent,
+            ref,
+            $fixture
+        );
+        $crate::__conformance_test!(
+            conformance_fan_in_rejects_bad_positions,
+            fan_in_rejects_bad_positions,
+            ref,
+            $fixture
+        );
+        $crate::__conformance_test!(
+            conformance_fan_in_concurrent,
+            fan_in_concurrent,
+            arc,
+            $fixture
+        );
+        $crate::__conformance_test!(conformance_outputs, outputs, ref, $fixture);
+        $crate::__conformance_test!(conformance_objects, objects, ref, $fixture);
+        $crate::__conformance_test!(conformance_queue, queue, ref, $fixture);
+        $crate::__conformance_test!(
+            conformance_queue_wakes_a_waiting_puller,
+            queue_wakes_a_waiting_puller,
+            arc,
+            $fixture
+        );
+        $crate::__conformance_test!(conformance_events, events, arc, $fixture);
+        $crate::__conformance_test!(conformance_profiles, profiles, ref, $fixture);
+        $crate::__conformance_test!(conformance_membership, membership, ref, $fixture);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ($name:ident, $check:ident, ref, $fixture:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            use $crate::store::conformance::Fixture as _;
+            let fixture = $fixture.await;
+            let store = fixture.store();
+            $crate::store::conformance::$check(&*store).await;
+            drop(store);
+            drop(fixture);
         }
-        #[tokio::test]
-        async fn conformance_fan_in_is_idempotent() {
-            $crate::store::conformance::fan_in_is_idempotent(&$make).await
-        }
-        #[tokio::test]
-        async fn conformance_fan_in_rejects_bad_positions() {
-            $crate::store::conformance::fan_in_rejects_bad_positions(&$make).await
-        }
+    };
+    ($name:ident, $check:ident, arc, $fixture:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn conformance_fan_in_concurrent() {
-            $crate::store::conformance::fan_in_concurrent(std::sync::Arc::new($make)).await
-        }
-        #[tokio::test]
-        async fn conformance_outputs() {
-            $crate::store::conformance::outputs(&$make).await
-        }
-        #[tokio::test]
-        async fn conformance_objects() {
-            $crate::store::conformance::objects(&$make).await
-        }
-        #[tokio::test]
-        async fn conformance_queue() {
-            $crate::store::conformance::queue(&$make).await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_queue_wakes_a_waiting_puller() {
-            $crate::store::conformance::queue_wakes_a_waiting_puller(std::sync::Arc::new($make))
-                .await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_events() {
-            $crate::store::conformance::events(std::sync::Arc::new($make)).await
-        }
-        #[tokio::test]
-        async fn conformance_profiles() {
-            $crate::store::conformance::profiles(&$make).await
+        async fn $name() {
+            use $crate::store::conformance::Fixture as _;
+            let fixture = $fixture.await;
+            $crate::store::conformance::$check(fixture.store()).await;
+            drop(fixture);
         }
     };
 }

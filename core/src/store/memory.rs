@@ -31,6 +31,7 @@ struct Inner {
     objects: Mutex<HashMap<ObjectKey, Bytes>>,
     queues: [Queue; 2],
     profiles: Mutex<HashMap<String, DagProfile>>,
+    members: Mutex<HashMap<ExecutorId, (ExecutorInfo, Instant)>>,
     max_object: usize,
 }
 
@@ -70,6 +71,7 @@ impl MemoryStore {
                 objects: Mutex::new(HashMap::new()),
                 queues: [Queue::default(), Queue::default()],
                 profiles: Mutex::new(HashMap::new()),
+                members: Mutex::new(HashMap::new()),
                 max_object,
             }),
         }
@@ -171,6 +173,13 @@ impl JobStore for MemoryStore {
             entry.events_changed.notify_waiters();
         }
         Ok(())
+    }
+
+    async fn list_jobs(&self) -> StoreResult<Vec<JobId>> {
+        let jobs = self.inner.jobs.read().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<JobId> = jobs.keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
     }
 }
 
@@ -486,9 +495,30 @@ impl ProfileStore for MemoryStore {
     }
 }
 
+impl MembershipStore for MemoryStore {
+    async fn heartbeat(&self, info: &ExecutorInfo, ttl: Duration) -> StoreResult<()> {
+        lock(&self.inner.members).insert(info.id.clone(), (info.clone(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn deregister(&self, id: &ExecutorId) -> StoreResult<()> {
+        lock(&self.inner.members).remove(id);
+        Ok(())
+    }
+
+    async fn executors(&self) -> StoreResult<Vec<ExecutorInfo>> {
+        let now = Instant::now();
+        let mut members = lock(&self.inner.members);
+        members.retain(|_, (_, until)| *until > now);
+        let mut out: Vec<ExecutorInfo> = members.values().map(|(i, _)| i.clone()).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    crate::store_conformance_tests!(MemoryStore::new());
+    crate::store_conformance_tests!(async { MemoryStore::new() });
 }

@@ -66,6 +66,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Frees every key of the job (plan, fan-in records, outputs, objects, events). Later
     /// calls about the job answer [`StoreError::UnknownJob`].
     fn delete_job(&self, job: &JobId) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every job in the store (running or finished but not yet deleted), so that a
+    /// restarted engine finds the jobs it was following.
+    fn list_jobs(&self) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
 }
 
 /// Idempotent fan-in records.
@@ -205,9 +208,45 @@ pub trait ProfileStore: Send + Sync + 'static {
     fn get_profile(&self, dag_name: &str) -> impl Future<Output = StoreResult<DagProfile>> + Send;
 }
 
+/// What an executor registers about itself (DESIGN §2): enough for the engine to admit
+/// jobs (functions, GPUs) and size batches (slots).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorInfo {
+    pub id: ExecutorId,
+    pub class: ExecClass,
+    pub slots: u32,
+    pub functions: Vec<String>,
+    /// Device descriptions, e.g. `"cpu"` or `"cuda:0 NVIDIA H100 80GB"`.
+    pub devices: Vec<String>,
+    /// Where it runs (host name and pid), for operators.
+    pub host: String,
+    pub version: String,
+}
+
+/// Executor membership with heartbeats.
+pub trait MembershipStore: Send + Sync + 'static {
+    /// Registers or refreshes `info`; it lapses unless refreshed within `ttl`.
+    fn heartbeat(
+        &self,
+        info: &ExecutorInfo,
+        ttl: Duration,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Removes an executor at once (clean shutdown).
+    fn deregister(&self, id: &ExecutorId) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Executors whose last heartbeat has not lapsed, sorted by id.
+    fn executors(&self) -> impl Future<Output = StoreResult<Vec<ExecutorInfo>>> + Send;
+}
+
 /// Everything an engine, executor or proxy needs from the store.
 pub trait Store:
-    JobStore + FanInStore + OutputStore + ObjectStore + InvocationQueue + EventLog + ProfileStore
+    JobStore
+    + FanInStore
+    + OutputStore
+    + ObjectStore
+    + InvocationQueue
+    + EventLog
+    + ProfileStore
+    + MembershipStore
 {
 }
 
@@ -219,5 +258,6 @@ impl<T> Store for T where
         + InvocationQueue
         + EventLog
         + ProfileStore
+        + MembershipStore
 {
 }
