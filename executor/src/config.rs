@@ -17,8 +17,19 @@ pub struct ExecutorConfig {
     pub pull_batch: usize,
     /// How long an idle slot waits in one pull before checking for shutdown.
     pub pull_wait: Duration,
-    /// Deliveries of one invocation before a retryable backend failure fails the job.
+    /// Deliveries of one invocation before the job fails: a backend failure that keeps
+    /// recurring, or a poison task that kills its executor every time.
     pub max_deliveries: u32,
+    /// Cluster mode: invocations pending longer than this on a silent consumer are taken
+    /// over (their executor is presumed dead); a live slot refreshes its claim at a third of
+    /// it. `None` (embedded mode) never reclaims.
+    pub visibility_timeout: Option<Duration>,
+    /// How often an idle slot looks for invocations to reclaim.
+    pub reclaim_every: Duration,
+    /// How often the executor refreshes its registration (it lapses after three periods).
+    pub heartbeat_every: Duration,
+    /// What the registration says about where this executor runs.
+    pub host: String,
 }
 
 impl ExecutorConfig {
@@ -33,6 +44,10 @@ impl ExecutorConfig {
             pull_batch: 1,
             pull_wait: Duration::from_millis(200),
             max_deliveries: 5,
+            visibility_timeout: None,
+            reclaim_every: Duration::from_secs(2),
+            heartbeat_every: Duration::from_secs(2),
+            host: format!("pid {}", std::process::id()),
         }
     }
 }

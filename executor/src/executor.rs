@@ -8,14 +8,19 @@ use crate::slot::Slot;
 use actix::prelude::*;
 use rukong_core::proxy::Proxy;
 use rukong_core::store::Store;
+use rukong_core::store::ExecutorInfo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// A running executor. Dropping it stops the slots (after their current invocation) and
 /// joins its threads.
 pub struct ExecutorHandle {
     stop: Arc<AtomicBool>,
+    stopping: Arc<Notify>,
+    deregistered: Option<std::sync::mpsc::Receiver<()>>,
     system: Option<System>,
     thread: Option<JoinHandle<()>>,
     config: ExecutorConfig,
@@ -29,6 +34,16 @@ pub fn start<S: Store, P: Proxy>(
     registry: Arc<Registry>,
 ) -> std::io::Result<ExecutorHandle> {
     let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(Notify::new());
+    let info = ExecutorInfo {
+        id: config.id.clone(),
+        class: config.class,
+        slots: config.slots as u32,
+        functions: registry.names().map(str::to_owned).collect(),
+        devices: vec!["cpu".into()],
+        host: config.host.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
     let svc = Arc::new(Services {
         store,
         proxy,
@@ -36,7 +51,9 @@ pub fn start<S: Store, P: Proxy>(
         config: config.clone(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
+    let (dereg_tx, dereg_rx) = std::sync::mpsc::channel();
     let stop2 = stop.clone();
+    let stopping2 = stopping.clone();
     let thread = std::thread::Builder::new()
         .name(format!("{}-system", config.id))
         .spawn(move || {
@@ -50,6 +67,7 @@ pub fn start<S: Store, P: Proxy>(
                     let arb = arbiters[i % threads].handle();
                     Slot::start_in_arbiter(&arb, move |_| Slot::new(svc, i, stop));
                 }
+                actix::spawn(heartbeat(svc.clone(), info, stopping2, dereg_tx));
                 let _ = tx.send(System::current());
             });
             let _ = sys.run();
@@ -59,6 +77,8 @@ pub fn start<S: Store, P: Proxy>(
         .map_err(|_| std::io::Error::other("the executor's actor system did not start"))?;
     Ok(ExecutorHandle {
         stop,
+        stopping,
+        deregistered: Some(dereg_rx),
         system: Some(system),
         thread: Some(thread),
         config,
@@ -77,6 +97,11 @@ impl ExecutorHandle {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.stopping.notify_one();
+        if let Some(rx) = self.deregistered.take() {
+            // Bounded: a store that went away must not hold up the shutdown.
+            let _ = rx.recv_timeout(Duration::from_secs(3));
+        }
         if let Some(sys) = self.system.take() {
             // Give slots one pull period to notice the flag, then stop the system.
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -92,4 +117,29 @@ impl Drop for ExecutorHandle {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Keeps the executor's registration fresh until shutdown, then removes it.
+async fn heartbeat<S: Store, P: Proxy>(
+    svc: Arc<Services<S, P>>,
+    info: ExecutorInfo,
+    stopping: Arc<Notify>,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    let every = svc.config.heartbeat_every;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = svc.store.heartbeat(&info, every * 3).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+            _ = stopping.notified() => break,
+        }
+    }
+    if let Err(e) = svc.store.deregister(&info.id).await {
+        tracing::warn!(error = %e, "could not deregister");
+    }
+    let _ = done.send(());
 }

@@ -130,6 +130,41 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         Ok(_) | Err(StoreError::UnknownJob(_)) => return Disposition::Ack,
         Err(e) => return settle_backend(svc, &job, e.into(), deliveries).await,
     }
+    if deliveries > svc.config.max_deliveries {
+        // Every earlier delivery died without acking: a poison task that takes its
+        // executor down. Fail the job, naming where the invocation starts.
+        let plan = &ctx.plan;
+        let starts: Vec<&str> = inv
+            .starts
+            .iter()
+            .filter(|s| s.task.get() < plan.dag.len())
+            .map(|s| plan.dag.id(s.task).as_str())
+            .collect();
+        let task = rukong_core::TaskId::from(starts.first().copied().unwrap_or("-"));
+        let error = format!(
+            "its invocation (starting at {}) was delivered {deliveries} times and its executor \
+             died every time; giving up",
+            starts.join(", ")
+        );
+        tracing::error!(%job, %task, deliveries, "poison invocation");
+        let _ = svc
+            .store
+            .append_events(
+                &job,
+                vec![Event::TaskFailed {
+                    task: inv.starts.first().map_or(TaskIdx(0), |s| s.task),
+                    id: task.clone(),
+                    attempts: deliveries,
+                    error: error.clone(),
+                }],
+            )
+            .await;
+        let _ = svc
+            .store
+            .set_job_state(&job, JobState::Failed { task, error })
+            .await;
+        return Disposition::Ack;
+    }
     let mut w = Walker {
         svc,
         slot,
