@@ -9,8 +9,12 @@
 //! - [`local`]: [`Local`], the embedded deployment.
 //! - [`output`]: the CLI's JSON output contract.
 //! - [`workloads`]: workload generators (`rukong gen …`).
+//! - [`remote`]: [`EngineClient`](remote::EngineClient), the cluster engine's HTTP client.
+//! - [`cli`]: the cluster commands' configuration.
 
 pub mod builder;
+pub mod cli;
+pub mod remote;
 pub mod local;
 pub mod output;
 pub mod workloads;

@@ -54,6 +54,7 @@ impl From<SubmitError> for RunError {
         match e {
             SubmitError::Invalid(d) => RunError::Invalid(d),
             SubmitError::Store(s) => RunError::Store(s),
+            e @ SubmitError::NoExecutors => RunError::Start(std::io::Error::other(e.to_string())),
         }
     }
 }

@@ -7,7 +7,7 @@ use rukong_core::dag::{DagSpec, validate};
 use rukong_core::error::{DagError, StoreError};
 use rukong_core::messages::{Invocation, JobState, Payload, Start, WalkStats};
 use rukong_core::proxy::{Proxy, ProxyError};
-use rukong_core::store::Store;
+use rukong_core::store::{ExecutorInfo, Store};
 use rukong_core::{ExecClass, JobConfig, JobId, JobPlan, Limits, TaskId, TaskIdx, Value, schedule};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub enum SubmitError {
     Invalid(#[from] DagError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("no executor is registered: start one with `rukong executor` (or `rukong up`)")]
+    NoExecutors,
 }
 
 #[derive(Debug, Error)]
@@ -81,27 +83,90 @@ impl JobReport {
     }
 }
 
+/// What jobs may ask for: the functions some executor runs, whether any executor has a
+/// GPU, and how many slots there are (for batching).
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    pub functions: Arc<HashSet<String>>,
+    pub gpu_available: bool,
+    pub slots: usize,
+}
+
+impl Admission {
+    /// From the executors' registrations.
+    pub fn from_executors(execs: &[ExecutorInfo]) -> Admission {
+        Admission {
+            functions: Arc::new(
+                execs
+                    .iter()
+                    .flat_map(|e| e.functions.iter().cloned())
+                    .collect(),
+            ),
+            gpu_available: execs.iter().any(|e| e.class == ExecClass::Gpu),
+            slots: execs.iter().map(|e| e.slots as usize).sum(),
+        }
+    }
+}
+
 pub struct Engine<S, P> {
     store: Arc<S>,
     proxy: Arc<P>,
     config: EngineConfig,
-    functions: Arc<HashSet<String>>,
+    /// Fixed (embedded mode), or `None`: read from the live executors at each submission.
+    admission: Option<Admission>,
 }
 
 impl<S: Store, P: Proxy> Engine<S, P> {
-    /// `functions`: every function name some executor can run.
+    /// An engine for a fixed set of executors (embedded mode). `functions`: every function
+    /// name they run.
     pub fn new(
         store: Arc<S>,
         proxy: Arc<P>,
         config: EngineConfig,
         functions: impl IntoIterator<Item = String>,
     ) -> Self {
+        let admission = Admission {
+            functions: Arc::new(functions.into_iter().collect()),
+            gpu_available: config.gpu_available,
+            slots: config.job.slots_hint,
+        };
         Engine {
             store,
             proxy,
             config,
-            functions: Arc::new(functions.into_iter().collect()),
+            admission: Some(admission),
         }
+    }
+
+    /// An engine that admits jobs against the executors registered in the store (cluster
+    /// mode).
+    pub fn with_live_executors(store: Arc<S>, proxy: Arc<P>, config: EngineConfig) -> Self {
+        Engine {
+            store,
+            proxy,
+            config,
+            admission: None,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    pub fn proxy(&self) -> &Arc<P> {
+        &self.proxy
+    }
+
+    /// What a job submitted now may ask for.
+    pub async fn admission(&self) -> Result<Admission, SubmitError> {
+        if let Some(a) = &self.admission {
+            return Ok(a.clone());
+        }
+        let execs = self.store.executors().await?;
+        if execs.is_empty() {
+            return Err(SubmitError::NoExecutors);
+        }
+        Ok(Admission::from_executors(&execs))
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -109,13 +174,18 @@ impl<S: Store, P: Proxy> Engine<S, P> {
     }
 
     /// Validates and schedules a DAG: everything up to storing it. Pure.
-    pub fn prepare(&self, spec: DagSpec, job: JobId) -> Result<JobPlan, DagError> {
-        let functions = self.functions.clone();
+    pub fn prepare(
+        &self,
+        spec: DagSpec,
+        job: JobId,
+        admission: &Admission,
+    ) -> Result<JobPlan, DagError> {
+        let functions = admission.functions.clone();
         let dag = validate(spec, &self.config.limits, &|f| functions.contains(f))?;
         let mut problems = Vec::new();
         for (t, e) in dag.all_extras() {
             let task = dag.id(t).clone();
-            if e.resources.as_ref().is_some_and(|r| r.gpu > 0) && !self.config.gpu_available {
+            if e.resources.as_ref().is_some_and(|r| r.gpu > 0) && !admission.gpu_available {
                 problems.push(DagError::Unsupported {
                     task,
                     message: "requests a GPU, but no executor in this deployment has one".into(),
@@ -133,17 +203,22 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             _ => return Err(DagError::Many(problems)),
         }
         let schedule = schedule::schedule(&dag, self.config.job.proxy_fanout);
+        let mut config = self.config.job;
+        if admission.slots > 0 {
+            config.slots_hint = admission.slots;
+        }
         Ok(JobPlan {
             job,
             dag,
             schedule,
-            config: self.config.job,
+            config,
         })
     }
 
     /// Validates, stores and starts a job.
     pub async fn submit(&self, spec: DagSpec) -> Result<JobId, SubmitError> {
-        let plan = self.prepare(spec, JobId::generate())?;
+        let admission = self.admission().await?;
+        let plan = self.prepare(spec, JobId::generate(), &admission)?;
         Ok(self.start(Arc::new(plan)).await?)
     }
 
@@ -263,7 +338,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         })
     }
 
-    async fn resolve(&self, job: &JobId, task: &TaskId, p: Payload) -> Result<Value, EngineError> {
+    pub async fn resolve(&self, job: &JobId, task: &TaskId, p: Payload) -> Result<Value, EngineError> {
         match p {
             Payload::Inline(v) => Ok(v),
             Payload::Object(key) => {

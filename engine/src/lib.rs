@@ -8,8 +8,14 @@
 //! - [`engine`]: [`Engine`]: submit, wait, cancel, release.
 //! - [`tracker`]: [`JobTracker`](tracker::JobTracker), the pure fold of a job's events into
 //!   its state.
+//! - [`service`]: [`JobService`], the cluster engine: submits jobs and follows each one to
+//!   its end; stateless apart from the store.
+//! - [`http`]: the HTTP API over a [`JobService`].
 
 pub mod engine;
+pub mod http;
+pub mod service;
 pub mod tracker;
 
-pub use engine::{Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
+pub use engine::{Admission, Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
+pub use service::{JobService, ServiceConfig};

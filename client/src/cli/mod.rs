@@ -1,0 +1,3 @@
+//! Configuration and helpers for the `rukong` cluster commands.
+
+pub mod settings;

@@ -1,0 +1,307 @@
+//! The engine's HTTP API (axum).
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /jobs` | submit a DAG (JSON, YAML or MessagePack by `Content-Type`); `201 {"job": id}` |
+//! | `GET /jobs/{id}` | state, progress, failure, stats |
+//! | `GET /jobs/{id}/outputs` | outputs, in the CLI's JSON form |
+//! | `DELETE /jobs/{id}` | cancel; the job's keys are freed |
+//! | `GET /healthz` | store reachable, live executors and slots |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! `/jobs` routes need `Authorization: Bearer <token>` unless the engine runs insecure.
+//! Every error is a JSON body `{"error": message, "kind": kind}` with a 4xx or 5xx status.
+
+use crate::engine::SubmitError;
+use crate::service::{JobService, ServiceError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rukong_core::dag::{DagFormat, DagSpec};
+use rukong_core::messages::JobState;
+use rukong_core::proxy::Proxy;
+use rukong_core::store::Store;
+use rukong_core::{DagError, JobId};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// The shared token clients must present; `None` only when running insecure.
+    pub token: Option<String>,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            token: None,
+            max_body: 64 << 20,
+        }
+    }
+}
+
+/// A JSON error response.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.message, "kind": self.kind});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match &e {
+            ServiceError::UnknownJob(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_job", e.to_string()),
+            ServiceError::NotSucceeded { .. } => ApiError::new(StatusCode::CONFLICT, "not_succeeded", e.to_string()),
+            ServiceError::Store(_) | ServiceError::Engine(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match &e {
+            SubmitError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()),
+            SubmitError::NoExecutors => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_executors", e.to_string()),
+            SubmitError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        }
+    }
+}
+
+type Svc<S, P> = Arc<JobService<S, P>>;
+
+/// The API's routes over `svc`.
+pub fn router<S: Store, P: Proxy>(svc: Svc<S, P>, config: HttpConfig) -> Router {
+    let token = Arc::new(config.token.clone());
+    let jobs = Router::new()
+        .route("/jobs", axum::routing::post(submit::<S, P>))
+        .route("/jobs/{id}", get(status::<S, P>).delete(cancel::<S, P>))
+        .route("/jobs/{id}/outputs", get(outputs::<S, P>))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let token = token.clone();
+            async move { authorize(token.as_deref(), req, next).await }
+        }));
+    Router::new()
+        .merge(jobs)
+        .route("/healthz", get(healthz::<S, P>))
+        .route("/metrics", get(metrics::<S, P>))
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .with_state(svc)
+}
+
+/// Serves `router` on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn authorize(token: Option<&str>, req: Request, next: Next) -> Response {
+    if let Some(want) = token {
+        let got = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match got {
+            None => {
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing token: send `Authorization: Bearer <token>`").into_response();
+            }
+            Some(t) if !constant_time_eq(t.as_bytes(), want.as_bytes()) => {
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token").into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_job_id", format!("not a job id: {id:?}")));
+    }
+    Ok(JobId::new(id))
+}
+
+/// Parses a DAG body by its content type (JSON, YAML, MessagePack), or sniffs JSON/YAML.
+pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(ctype.as_str(), "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack") {
+        return rmp_serde::from_slice(body).map_err(|e| DagError::Parse {
+            format: "MessagePack",
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(|e| DagError::Parse {
+        format: "text",
+        line: 0,
+        column: 0,
+        message: format!("the body is not UTF-8: {e}"),
+    })?;
+    let format = match ctype.as_str() {
+        "application/json" => DagFormat::Json,
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => DagFormat::Yaml,
+        _ => DagFormat::sniff(text),
+    };
+    DagSpec::parse(text, format)
+}
+
+async fn submit<S: Store, P: Proxy>(
+    State(svc): State<Svc<S, P>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let spec = parse_dag(&headers, &body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()))?;
+    let job = svc.submit(spec).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"job": job.as_str()}))).into_response())
+}
+
+pub fn state_name(s: &JobState) -> &'static str {
+    match s {
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed { .. } => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+async fn status<S: Store, P: Proxy>(
+    State(svc): State<Svc<S, P>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = parse_job_id(&id)?;
+    let st = svc.status(&job).await?;
+    if let Some(e) = &st.store_error {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("job {job}: {e}")));
+    }
+    let s = &st.stats;
+    let mut body = json!({
+        "job": st.job.as_str(),
+        "name": st.name,
+        "state": state_name(&st.state),
+        "done": st.done,
+        "total": st.total,
+        "elapsed_ms": st.elapsed.as_secs_f64() * 1e3,
+        "stats": {
+            "tasks": s.tasks, "cold_starts": s.cold_starts, "init_us": s.init_us,
+            "objects_put": s.objects_put, "object_bytes": s.object_bytes,
+            "invocations_sent": s.invocations_sent, "proxy_fanouts": s.proxy_fanouts,
+        },
+    });
+    if let JobState::Failed { task, error } = &st.state {
+        body["error"] = json!({"task": task.as_str(), "message": error});
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+async fn outputs<S: Store, P: Proxy>(
+    State(svc): State<Svc<S, P>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = parse_job_id(&id)?;
+    let outs = svc.outputs(&job).await?;
+    let map: serde_json::Map<String, serde_json::Value> = outs
+        .iter()
+        .map(|(id, v)| (id.to_string(), v.to_output_json()))
+        .collect();
+    Ok(axum::Json(json!({"job": job.as_str(), "outputs": map})).into_response())
+}
+
+async fn cancel<S: Store, P: Proxy>(
+    State(svc): State<Svc<S, P>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = parse_job_id(&id)?;
+    svc.cancel(&job).await?;
+    Ok(axum::Json(json!({"job": job.as_str(), "state": "cancelled"})).into_response())
+}
+
+async fn healthz<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
+    match svc.engine().store().executors().await {
+        Ok(execs) => {
+            let slots: u32 = execs.iter().map(|e| e.slots).sum();
+            axum::Json(json!({"status": "ok", "executors": execs.len(), "slots": slots})).into_response()
+        }
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()).into_response(),
+    }
+}
+
+async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
+    let c = &svc.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    metric("rukong_jobs_submitted_total", "counter", "Jobs accepted.", &[("", load(&c.submitted))]);
+    metric("rukong_jobs_rejected_total", "counter", "Submissions refused (invalid DAG, no executors, store down).", &[("", load(&c.rejected))]);
+    metric(
+        "rukong_jobs_finished_total",
+        "counter",
+        "Jobs that ended, by final state.",
+        &[
+            ("{state=\"succeeded\"}", load(&c.succeeded)),
+            ("{state=\"failed\"}", load(&c.failed)),
+            ("{state=\"cancelled\"}", load(&c.cancelled)),
+        ],
+    );
+    metric("rukong_jobs_running", "gauge", "Jobs this engine follows that have not ended.", &[("", svc.running() as u64)]);
+    metric("rukong_tasks_completed_total", "counter", "Tasks completed in finished jobs.", &[("", load(&c.tasks))]);
+    metric("rukong_cold_starts_total", "counter", "Function inits on the critical path in finished jobs.", &[("", load(&c.cold_starts))]);
+    let (execs, slots, up) = match svc.engine().store().executors().await {
+        Ok(e) => (e.len() as u64, e.iter().map(|x| u64::from(x.slots)).sum(), 1),
+        Err(_) => (0, 0, 0),
+    };
+    metric("rukong_executors", "gauge", "Executors with a live registration.", &[("", execs)]);
+    metric("rukong_executor_slots", "gauge", "Slots over the live executors.", &[("", slots)]);
+    metric("rukong_store_up", "gauge", "Whether the store answered this scrape.", &[("", up)]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
