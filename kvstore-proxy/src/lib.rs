@@ -8,12 +8,18 @@
 //!
 //! ## Layout
 //! - [`local`]: [`LocalProxy`], the in-process proxy over any [`Store`](rukong_core::store::Store)
-//!   (embedded mode). Cluster mode serves the same [`Proxy`](rukong_core::proxy::Proxy)
-//!   interface over TCP.
+//!   (embedded mode).
+//! - [`server`]: [`serve`], the same [`Proxy`](rukong_core::proxy::Proxy) interface served
+//!   over TCP (cluster mode) with a [`ServerConfig`]; objects go to the store or the
+//!   proxy's own memory ([`ObjectBackend`]). Clients use
+//!   [`RemoteProxy`](rukong_core::proxy::remote::RemoteProxy); the protocol is
+//!   [`rukong_core::proxy::wire`].
 //! - [`fanout`]: the pure planning of a fan-out (which children are ready, how they are
 //!   packed into invocations).
 
 pub mod fanout;
 pub mod local;
+pub mod server;
 
 pub use local::LocalProxy;
+pub use server::{ObjectBackend, ServerConfig, serve};

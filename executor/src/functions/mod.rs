@@ -179,3 +179,24 @@ impl Registry {
         self.fns.is_empty()
     }
 }
+
+/// `crash()`: aborts the executor process. For fault-injection tests only: it is never in
+/// the default registry, and an executor exposes it only when started with
+/// `--test-functions`.
+pub struct Crash;
+
+impl Function for Crash {
+    fn call(&self, _state: Option<&WarmState>, _inputs: Vec<Value>) -> Result<Value, FnError> {
+        tracing::error!("crash() called: aborting this executor (fault injection)");
+        std::process::abort()
+    }
+}
+
+impl Registry {
+    /// The built-ins plus the fault-injection functions (`crash`).
+    pub fn with_test_functions() -> Self {
+        let mut r = Self::with_builtins();
+        r.register("crash", Crash);
+        r
+    }
+}

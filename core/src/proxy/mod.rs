@@ -1,5 +1,8 @@
 //! The KV-store proxy's interface (DESIGN §2, §4.6). The executor calls the proxy only
 //! through [`Proxy`]; embedded mode implements it in-process, cluster mode over TCP.
+//!
+//! - [`wire`]: the TCP protocol (framing, handshake, messages), shared by server and client.
+//! - [`remote`]: [`remote::RemoteProxy`], the pooled TCP client.
 
 use crate::dag::Child;
 use crate::error::StoreError;
@@ -9,6 +12,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use thiserror::Error;
+
+pub mod remote;
+pub mod wire;
 
 /// A whole fan-out handed to the proxy: record `parent`'s arrival at each fan-in child, and
 /// enqueue every child that is ready, in batched invocations. The parent's output must
@@ -33,7 +39,7 @@ pub struct FanOutReply {
 }
 
 /// Proxy failures. `Store` errors keep their own retryability; `Unavailable` is retryable;
-/// a protocol or version mismatch never is.
+/// a protocol error, a version mismatch or a refused token never is.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProxyError {
     #[error(transparent)]
@@ -44,6 +50,10 @@ pub enum ProxyError {
     Protocol(String),
     #[error("proxy speaks protocol version {theirs}, this build speaks {ours}")]
     VersionMismatch { ours: u32, theirs: u32 },
+    /// The proxy refused the handshake's token. Never retryable: the configuration has to
+    /// change.
+    #[error("proxy authentication failed: {0}")]
+    Unauthorized(String),
 }
 
 impl ProxyError {
@@ -51,7 +61,9 @@ impl ProxyError {
         match self {
             ProxyError::Store(e) => e.is_retryable(),
             ProxyError::Unavailable(_) => true,
-            ProxyError::Protocol(_) | ProxyError::VersionMismatch { .. } => false,
+            ProxyError::Protocol(_)
+            | ProxyError::VersionMismatch { .. }
+            | ProxyError::Unauthorized(_) => false,
         }
     }
 }

@@ -1,0 +1,336 @@
+//! [`RemoteProxy`]: the [`Proxy`] interface over TCP, to a `rukong-kvstore-proxy` server
+//! (cluster mode), speaking the [`wire`] protocol.
+//!
+//! **Pooling.** Up to [`RemoteConfig::max_connections`] connections, each carrying one
+//! request at a time; a request waits for a free one. Idle connections are kept for the next
+//! request; one that the proxy closed meanwhile is dropped and a new one dialed, so a
+//! restarted proxy is reconnected to transparently.
+//!
+//! **Timeouts.** Dialing plus the handshake is bounded by [`RemoteConfig::connect_timeout`];
+//! a whole request (waiting for a connection, dialing, every attempt) by
+//! [`RemoteConfig::request_timeout`]. A request that runs out of time fails with
+//! [`ProxyError::Unavailable`] and its connection is dropped.
+//!
+//! **Retries.** A request whose connection fails fails with [`ProxyError::Unavailable`]
+//! (retryable). Puts, gets and deletes are idempotent, so they are retried at once on a
+//! fresh connection, up to [`RemoteConfig::retries`] more times, within the request timeout.
+//! A fan-out is never resent here: it is idempotent for fan-in children, but resending it
+//! could enqueue its ready children twice, so the caller decides. Errors that the proxy
+//! answered (a store error, a protocol error) are returned as they are, never retried here.
+
+use super::wire::{
+    self, ClientHello, FromProxy, MAX_FRAME, MAX_HELLO, MAX_OBJECT, Response, ServerHello, ToProxy,
+};
+use super::{FanOutReply, FanOutRequest, Proxy, ProxyError, ProxyResult};
+use crate::error::StoreError;
+use crate::messages::{ObjectKey, PROTOCOL_VERSION};
+use bytes::Bytes;
+use serde::Serialize;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// How a [`RemoteProxy`] connects, times out and retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// Bounds dialing plus the handshake.
+    pub connect_timeout: Duration,
+    /// Bounds a whole request, retries included. Large objects travel in one request, so
+    /// this is generous.
+    pub request_timeout: Duration,
+    /// Connections open at once (and requests in flight at once).
+    pub max_connections: usize,
+    /// Extra attempts for a put, get or delete whose connection failed.
+    pub retries: u32,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 16,
+            retries: 2,
+        }
+    }
+}
+
+/// A [`Proxy`] reached over TCP. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct RemoteProxy {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    /// The runtime that dials every connection. Sockets register with the reactor of the
+    /// runtime that creates them; executors call the proxy from several single-threaded
+    /// actix arbiters, and a socket registered with one of those would stall whenever that
+    /// arbiter's thread is busy walking a schedule. Dialing on the (multi-threaded) runtime
+    /// that built the proxy keeps every socket's readiness on a reactor that is always driven.
+    dialer: tokio::runtime::Handle,
+    addr: String,
+    token: Option<String>,
+    config: RemoteConfig,
+    idle: Mutex<Vec<TcpStream>>,
+    slots: Semaphore,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for RemoteProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteProxy")
+            .field("addr", &self.pool.addr)
+            .field("config", &self.pool.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request as it is written: [`wire::Request`], borrowing its body.
+#[derive(Serialize)]
+struct RequestRef<'a> {
+    req_id: u64,
+    body: &'a ToProxy,
+}
+
+impl RemoteProxy {
+    /// Connects to the proxy at `addr` (`host:port`) and completes one handshake, so that a
+    /// wrong address, version or token shows here rather than on the first request.
+    pub async fn connect(
+        addr: String,
+        token: Option<String>,
+        config: RemoteConfig,
+    ) -> ProxyResult<RemoteProxy> {
+        let pool = Pool {
+            dialer: tokio::runtime::Handle::current(),
+            addr,
+            token,
+            slots: Semaphore::new(config.max_connections.max(1)),
+            config,
+            idle: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        };
+        let first = pool.dial().await?;
+        pool.release(first);
+        Ok(RemoteProxy {
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// The address this proxy connects to.
+    pub fn addr(&self) -> &str {
+        &self.pool.addr
+    }
+
+    /// A round trip to the proxy.
+    pub async fn ping(&self) -> ProxyResult<()> {
+        match self.call(&ToProxy::Ping, true).await? {
+            FromProxy::Pong => Ok(()),
+            other => Err(unexpected("Ping", &other)),
+        }
+    }
+
+    /// Sends `body` and returns the answer, retrying a failed connection when `idempotent`.
+    async fn call(&self, body: &ToProxy, idempotent: bool) -> ProxyResult<FromProxy> {
+        let p = &self.pool;
+        let attempts = if idempotent { 1 + p.config.retries } else { 1 };
+        let all = async {
+            let mut attempt = 1;
+            loop {
+                match p.attempt(body).await {
+                    Err(ProxyError::Unavailable(_)) if attempt < attempts => attempt += 1,
+                    Ok(FromProxy::Error { kind, message }) => return Err(kind.into_error(message)),
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(p.config.request_timeout, all).await {
+            Ok(r) => r,
+            Err(_) => Err(ProxyError::Unavailable(format!(
+                "no answer from proxy {} within {} ms",
+                p.addr,
+                p.config.request_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+impl Pool {
+    /// One try on one connection. The connection goes back to the pool only after a
+    /// complete, matching answer; on any failure it is dropped.
+    async fn attempt(&self, body: &ToProxy) -> ProxyResult<FromProxy> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| ProxyError::Unavailable("connection pool closed".into()))?;
+        let mut conn = match self.take_idle() {
+            Some(c) => c,
+            None => self.dial().await?,
+        };
+        let req_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = wire::encode_frame(&RequestRef { req_id, body }, body.size_hint())?;
+        if frame.len() - 4 > MAX_FRAME {
+            return Err(ProxyError::Protocol(format!(
+                "request of {} bytes, over the frame limit of {MAX_FRAME}",
+                frame.len() - 4
+            )));
+        }
+        wire::write_encoded(&mut conn, &frame).await?;
+        drop(frame);
+        let resp: Response = wire::read_frame(&mut conn, MAX_FRAME)
+            .await?
+            .ok_or_else(|| {
+                ProxyError::Unavailable(format!("proxy {} closed the connection", self.addr))
+            })?;
+        if resp.req_id != req_id {
+            return Err(ProxyError::Protocol(format!(
+                "answer to request {} where {req_id} was expected",
+                resp.req_id
+            )));
+        }
+        self.release(conn);
+        Ok(resp.body)
+    }
+
+    /// An idle connection that the proxy has not closed meanwhile.
+    fn take_idle(&self) -> Option<TcpStream> {
+        loop {
+            let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            // Between requests a healthy connection has nothing to read. End of stream, stray
+            // bytes or an error mean it is unusable.
+            match conn.try_read(&mut [0u8; 1]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => {} // dropped
+            }
+        }
+    }
+
+    fn release(&self, conn: TcpStream) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+
+    /// A new connection, past the handshake.
+    async fn dial(&self) -> ProxyResult<TcpStream> {
+        let handshake = async {
+            let addr = self.addr.clone();
+            let mut conn = self
+                .dialer
+                .spawn(async move { TcpStream::connect(addr).await })
+                .await
+                .map_err(|e| ProxyError::Unavailable(format!("dialing proxy {}: {e}", self.addr)))?
+                .map_err(|e| {
+                    ProxyError::Unavailable(format!("cannot connect to proxy {}: {e}", self.addr))
+                })?;
+            conn.set_nodelay(true).ok();
+            wire::write_frame(&mut conn, &ClientHello::new(self.token.clone())).await?;
+            let hello: ServerHello =
+                wire::read_frame(&mut conn, MAX_HELLO)
+                    .await?
+                    .ok_or_else(|| {
+                        ProxyError::Unavailable(format!(
+                            "proxy {} closed the connection during the handshake",
+                            self.addr
+                        ))
+                    })?;
+            hello.check(PROTOCOL_VERSION)?;
+            Ok(conn)
+        };
+        match tokio::time::timeout(self.config.connect_timeout, handshake).await {
+            Ok(r) => r,
+            Err(_) => Err(ProxyError::Unavailable(format!(
+                "no handshake from proxy {} within {} ms",
+                self.addr,
+                self.config.connect_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+fn unexpected(request: &str, got: &FromProxy) -> ProxyError {
+    let what = match got {
+        FromProxy::Done => "Done",
+        FromProxy::Value { .. } => "Value",
+        FromProxy::FanOut(_) => "FanOut",
+        FromProxy::Pong => "Pong",
+        FromProxy::Error { .. } => "Error",
+    };
+    ProxyError::Protocol(format!("proxy answered {what} to {request}"))
+}
+
+impl Proxy for RemoteProxy {
+    async fn put_object(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
+        if data.len() > MAX_OBJECT {
+            return Err(StoreError::TooLarge {
+                key: key.to_string(),
+                size: data.len(),
+                max: MAX_OBJECT,
+            }
+            .into());
+        }
+        let body = ToProxy::Put {
+            key: key.clone(),
+            data,
+        };
+        match self.call(&body, true).await? {
+            FromProxy::Done => Ok(()),
+            other => Err(unexpected("Put", &other)),
+        }
+    }
+
+    async fn get_object(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
+        match self.call(&ToProxy::Get { key: key.clone() }, true).await? {
+            FromProxy::Value { data } => Ok(data),
+            other => Err(unexpected("Get", &other)),
+        }
+    }
+
+    async fn delete_object(&self, key: &ObjectKey) -> ProxyResult<()> {
+        match self
+            .call(&ToProxy::Delete { key: key.clone() }, true)
+            .await?
+        {
+            FromProxy::Done => Ok(()),
+            other => Err(unexpected("Delete", &other)),
+        }
+    }
+
+    async fn fan_out(&self, req: FanOutRequest) -> ProxyResult<FanOutReply> {
+        match self.call(&ToProxy::FanOut(req), false).await? {
+            FromProxy::FanOut(reply) => Ok(reply),
+            other => Err(unexpected("FanOut", &other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn remote_proxy_is_shareable() {
+        assert_shareable::<RemoteProxy>();
+    }
+
+    #[tokio::test]
+    async fn no_proxy_is_unavailable_quickly() {
+        // Bind then drop, so the port is very likely closed.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = RemoteProxy::connect(addr.to_string(), None, RemoteConfig::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProxyError::Unavailable(_)), "{err}");
+        assert!(err.is_retryable());
+    }
+}

@@ -1,0 +1,506 @@
+//! The proxy's TCP protocol, shared by the server (`rukong-kvstore-proxy`) and the client
+//! ([`super::remote::RemoteProxy`]).
+//!
+//! **Frames.** Every message is one frame: a `u32` big-endian body length, then the body in
+//! MessagePack with named fields ([`rmp_serde::to_vec_named`]'s encoding). A declared length
+//! over the reader's limit ([`MAX_FRAME`], [`MAX_HELLO`] during the handshake) is a protocol
+//! error: the reader closes the connection without allocating it.
+//!
+//! **Handshake.** The client's first frame is a [`ClientHello`]; the server answers a
+//! [`ServerHello`] and closes the connection unless it accepted. A protocol version mismatch
+//! becomes [`ProxyError::VersionMismatch`], a refused token [`ProxyError::Unauthorized`];
+//! neither is retried.
+//!
+//! **Requests.** Then the client sends [`Request`]s (a [`ToProxy`] with a `req_id`) and the
+//! server answers each with a [`Response`] (a [`FromProxy`] with the same `req_id`), in
+//! order. The protocol grows additively: a request whose body this build cannot decode is
+//! answered with an [`ErrorKind::Protocol`] error, and the connection stays usable.
+
+use super::{FanOutReply, FanOutRequest, ProxyError};
+use crate::error::StoreError;
+use crate::ids::JobId;
+use crate::messages::ObjectKey;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest object that travels through the proxy, in bytes.
+pub const MAX_OBJECT: usize = 64 << 20;
+/// The largest frame body either side reads after the handshake: an object plus its envelope.
+pub const MAX_FRAME: usize = MAX_OBJECT + (1 << 20);
+/// The largest handshake frame.
+pub const MAX_HELLO: usize = 64 << 10;
+/// Frame bodies are read in steps of this size, so a peer that declares a large frame and
+/// sends nothing does not make the reader allocate it.
+const READ_STEP: usize = 1 << 20;
+
+/// The client's first frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    pub protocol: u32,
+    /// The shared secret, when the proxy requires one.
+    pub token: Option<String>,
+}
+
+/// The server's answer to a [`ClientHello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHello {
+    /// The version the server speaks, whatever the client sent.
+    pub protocol: u32,
+    pub accepted: bool,
+    /// Why the connection was refused.
+    pub reason: Option<String>,
+}
+
+impl ClientHello {
+    /// This build's hello.
+    pub fn new(token: Option<String>) -> Self {
+        ClientHello {
+            protocol: crate::messages::PROTOCOL_VERSION,
+            token,
+        }
+    }
+
+    /// The server's answer, for a server that speaks [`crate::messages::PROTOCOL_VERSION`]
+    /// and requires `token` (when it is set).
+    pub fn answer(&self, token: Option<&str>) -> ServerHello {
+        let ours = crate::messages::PROTOCOL_VERSION;
+        let reason = if self.protocol != ours {
+            Some(format!(
+                "protocol version mismatch: client speaks {}, proxy speaks {ours}",
+                self.protocol
+            ))
+        } else {
+            match (token, self.token.as_deref()) {
+                (None, _) => None,
+                (Some(_), None) => Some("the proxy requires a token and none was sent".into()),
+                (Some(want), Some(got)) if !same_secret(want, got) => {
+                    Some("the proxy refused the token".into())
+                }
+                (Some(_), Some(_)) => None,
+            }
+        };
+        ServerHello {
+            protocol: ours,
+            accepted: reason.is_none(),
+            reason,
+        }
+    }
+}
+
+impl ServerHello {
+    /// The client's verdict on the answer, for a client that speaks `ours`.
+    pub fn check(&self, ours: u32) -> Result<(), ProxyError> {
+        if self.protocol != ours {
+            return Err(ProxyError::VersionMismatch {
+                ours,
+                theirs: self.protocol,
+            });
+        }
+        if !self.accepted {
+            return Err(ProxyError::Unauthorized(
+                self.reason
+                    .clone()
+                    .unwrap_or_else(|| "the proxy refused the connection".into()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Compares secrets in time that depends on their lengths only.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A request and the id its response carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub req_id: u64,
+    pub body: ToProxy,
+}
+
+/// Just the id of a request: enough to answer one whose body this build cannot decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct RequestId {
+    pub req_id: u64,
+}
+
+/// A response, carrying its request's id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub req_id: u64,
+    pub body: FromProxy,
+}
+
+/// Requests, client to proxy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToProxy {
+    /// Store an object whole; answered [`FromProxy::Done`].
+    Put { key: ObjectKey, data: Bytes },
+    /// Answered [`FromProxy::Value`].
+    Get { key: ObjectKey },
+    /// Answered [`FromProxy::Done`] (also when there was no such object).
+    Delete { key: ObjectKey },
+    /// Answered [`FromProxy::FanOut`].
+    FanOut(FanOutRequest),
+    /// Answered [`FromProxy::Pong`].
+    Ping,
+}
+
+/// Responses, proxy to client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromProxy {
+    Done,
+    Value { data: Option<Bytes> },
+    FanOut(FanOutReply),
+    Pong,
+    Error { kind: ErrorKind, message: String },
+}
+
+/// What went wrong with a request, with what the client needs to rebuild the error.
+/// `Unavailable` and `Timeout` are retryable; the others are not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The store behind the proxy is unavailable.
+    Unavailable,
+    /// The store behind the proxy timed out.
+    Timeout {
+        ms: u64,
+    },
+    UnknownJob {
+        job: JobId,
+    },
+    Corrupt {
+        key: String,
+    },
+    TooLarge {
+        key: String,
+        size: u64,
+        max: u64,
+    },
+    /// The request made no sense to the proxy (an unknown request, a task out of range).
+    Protocol,
+}
+
+impl ErrorKind {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Timeout { .. })
+    }
+
+    /// Rebuilds the error the proxy met.
+    pub fn into_error(self, message: String) -> ProxyError {
+        match self {
+            ErrorKind::Unavailable => StoreError::Unavailable(message).into(),
+            ErrorKind::Timeout { ms } => StoreError::Timeout { ms }.into(),
+            ErrorKind::UnknownJob { job } => StoreError::UnknownJob(job).into(),
+            ErrorKind::Corrupt { key } => StoreError::Corrupt { key, message }.into(),
+            ErrorKind::TooLarge { key, size, max } => StoreError::TooLarge {
+                key,
+                size: size as usize,
+                max: max as usize,
+            }
+            .into(),
+            ErrorKind::Protocol => ProxyError::Protocol(message),
+        }
+    }
+}
+
+impl FromProxy {
+    /// The response that carries `e` to the client.
+    pub fn error(e: &ProxyError) -> FromProxy {
+        let (kind, message) = match e {
+            ProxyError::Store(s) => match s {
+                StoreError::Unavailable(m) => (ErrorKind::Unavailable, m.clone()),
+                StoreError::Timeout { ms } => (ErrorKind::Timeout { ms: *ms }, s.to_string()),
+                StoreError::UnknownJob(job) => {
+                    (ErrorKind::UnknownJob { job: job.clone() }, s.to_string())
+                }
+                StoreError::Corrupt { key, message } => {
+                    (ErrorKind::Corrupt { key: key.clone() }, message.clone())
+                }
+                StoreError::TooLarge { key, size, max } => (
+                    ErrorKind::TooLarge {
+                        key: key.clone(),
+                        size: *size as u64,
+                        max: *max as u64,
+                    },
+                    s.to_string(),
+                ),
+            },
+            ProxyError::Unavailable(m) => (ErrorKind::Unavailable, m.clone()),
+            ProxyError::Protocol(m) => (ErrorKind::Protocol, m.clone()),
+            ProxyError::VersionMismatch { .. } | ProxyError::Unauthorized(_) => {
+                (ErrorKind::Protocol, e.to_string())
+            }
+        };
+        FromProxy::Error { kind, message }
+    }
+}
+
+impl ToProxy {
+    /// About how many bytes the encoded request takes, to allocate its frame once.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            ToProxy::Put { key, data } => 64 + key.as_str().len() + data.len(),
+            ToProxy::FanOut(f) => 256 + 24 * f.children.len(),
+            _ => 128,
+        }
+    }
+}
+
+impl Response {
+    /// About how many bytes the encoded frame takes, to allocate it once.
+    pub fn size_hint(&self) -> usize {
+        match &self.body {
+            FromProxy::Value { data: Some(d) } => 64 + d.len(),
+            _ => 128,
+        }
+    }
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    /// The connection failed or closed mid-frame.
+    #[error("proxy connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("frame of {len} bytes, over the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("cannot encode a frame: {0}")]
+    Encode(String),
+    #[error("cannot decode a frame: {0}")]
+    Decode(String),
+}
+
+impl From<FrameError> for ProxyError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(_) => ProxyError::Unavailable(e.to_string()),
+            _ => ProxyError::Protocol(e.to_string()),
+        }
+    }
+}
+
+/// Encodes `msg` as a whole frame (length prefix included), reserving `capacity` bytes.
+pub fn encode_frame<T: Serialize>(msg: &T, capacity: usize) -> Result<Vec<u8>, FrameError> {
+    let mut buf = Vec::with_capacity(capacity.saturating_add(4));
+    buf.extend_from_slice(&[0; 4]);
+    rmp_serde::encode::write_named(&mut buf, msg).map_err(|e| FrameError::Encode(e.to_string()))?;
+    let len = buf.len() - 4;
+    let len32 = u32::try_from(len).map_err(|_| FrameError::TooLarge {
+        len,
+        max: u32::MAX as usize,
+    })?;
+    buf[..4].copy_from_slice(&len32.to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes a frame body.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    rmp_serde::from_slice(body).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Writes an encoded frame and flushes it.
+pub async fn write_encoded<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &[u8],
+) -> Result<(), FrameError> {
+    w.write_all(frame).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Encodes `msg` and writes it as one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), FrameError> {
+    write_encoded(w, &encode_frame(msg, 128)?).await
+}
+
+/// Reads one frame body of at most `max` bytes; `None` when the peer closed the connection
+/// between frames. Not cancel safe: a cancelled read leaves the stream mid-frame, so the
+/// connection must be dropped.
+pub async fn read_frame_bytes<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut header = [0u8; 4];
+    let n = r.read(&mut header).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    r.read_exact(&mut header[n..]).await?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = Vec::with_capacity(len.min(READ_STEP));
+    while body.len() < len {
+        let start = body.len();
+        let step = (len - start).min(READ_STEP.max(start));
+        if body.capacity() < start + step {
+            body.reserve_exact(start + step - body.len());
+        }
+        body.resize(start + step, 0);
+        r.read_exact(&mut body[start..]).await?;
+    }
+    Ok(Some(body))
+}
+
+/// Reads and decodes one frame; `None` when the peer closed the connection between frames.
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    match read_frame_bytes(r, max).await? {
+        Some(body) => decode(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::PROTOCOL_VERSION;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_ones_are_refused() {
+        let req = Request {
+            req_id: 7,
+            body: ToProxy::Put {
+                key: ObjectKey::new("k"),
+                data: Bytes::from(vec![5u8; 3 << 20]),
+            },
+        };
+        let frame = encode_frame(&req, req.body.size_hint()).unwrap();
+        assert!(frame.len() < req.body.size_hint() + 4, "one allocation");
+        let mut r = &frame[..];
+        let got: Request = read_frame(&mut r, MAX_FRAME).await.unwrap().unwrap();
+        assert_eq!(got, req);
+        assert!(
+            read_frame::<_, Request>(&mut r, MAX_FRAME)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let mut r = &frame[..];
+        let err = read_frame::<_, Request>(&mut r, 1 << 20).await.unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
+        let mut r = &frame[..frame.len() - 1];
+        let err = read_frame::<_, Request>(&mut r, MAX_FRAME)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FrameError::Io(_)), "{err}");
+        assert!(ProxyError::from(err).is_retryable());
+
+        for body in [
+            ToProxy::Ping,
+            ToProxy::Get {
+                key: ObjectKey::new("x"),
+            },
+        ] {
+            let mut buf = Vec::new();
+            write_frame(
+                &mut buf,
+                &Request {
+                    req_id: 1,
+                    body: body.clone(),
+                },
+            )
+            .await
+            .unwrap();
+            let got: Request = read_frame(&mut &buf[..], MAX_FRAME).await.unwrap().unwrap();
+            assert_eq!(got.body, body);
+        }
+    }
+
+    #[test]
+    fn an_unknown_request_still_yields_its_id() {
+        #[derive(Serialize)]
+        enum Newer {
+            Compact { level: u32 },
+        }
+        #[derive(Serialize)]
+        struct NewerRequest {
+            req_id: u64,
+            body: Newer,
+        }
+        let frame = encode_frame(
+            &NewerRequest {
+                req_id: 42,
+                body: Newer::Compact { level: 3 },
+            },
+            64,
+        )
+        .unwrap();
+        assert!(decode::<Request>(&frame[4..]).is_err());
+        assert_eq!(decode::<RequestId>(&frame[4..]).unwrap().req_id, 42);
+    }
+
+    #[test]
+    fn handshake_answers() {
+        let ok = ClientHello::new(Some("s3cret".into()));
+        assert!(ok.answer(Some("s3cret")).check(PROTOCOL_VERSION).is_ok());
+        assert!(ok.answer(None).check(PROTOCOL_VERSION).is_ok());
+        let bad = ClientHello::new(Some("guess".into())).answer(Some("s3cret"));
+        let err = bad.check(PROTOCOL_VERSION).unwrap_err();
+        assert!(matches!(err, ProxyError::Unauthorized(_)) && !err.is_retryable());
+        let none = ClientHello::new(None).answer(Some("s3cret"));
+        assert!(matches!(
+            none.check(PROTOCOL_VERSION),
+            Err(ProxyError::Unauthorized(_))
+        ));
+        let newer = ClientHello {
+            protocol: PROTOCOL_VERSION + 1,
+            token: None,
+        };
+        let answer = newer.answer(None);
+        assert!(!answer.accepted);
+        assert_eq!(
+            answer.check(PROTOCOL_VERSION + 1),
+            Err(ProxyError::VersionMismatch {
+                ours: PROTOCOL_VERSION + 1,
+                theirs: PROTOCOL_VERSION
+            })
+        );
+    }
+
+    #[test]
+    fn errors_keep_their_kind_and_retryability() {
+        let errors: Vec<ProxyError> = vec![
+            StoreError::Unavailable("down".into()).into(),
+            StoreError::Timeout { ms: 5 }.into(),
+            StoreError::UnknownJob(JobId::new("j")).into(),
+            StoreError::Corrupt {
+                key: "k".into(),
+                message: "bad".into(),
+            }
+            .into(),
+            StoreError::TooLarge {
+                key: "k".into(),
+                size: 10,
+                max: 5,
+            }
+            .into(),
+            ProxyError::Protocol("what".into()),
+        ];
+        for e in errors {
+            let FromProxy::Error { kind, message } = FromProxy::error(&e) else {
+                panic!("an error response");
+            };
+            assert_eq!(kind.is_retryable(), e.is_retryable());
+            let buf = encode_frame(&FromProxy::Error { kind, message }, 64).unwrap();
+            let FromProxy::Error { kind, message } = decode(&buf[4..]).unwrap() else {
+                panic!("an error response");
+            };
+            assert_eq!(kind.into_error(message), e);
+        }
+    }
+}

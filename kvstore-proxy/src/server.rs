@@ -1,0 +1,370 @@
+//! The proxy's TCP server (cluster mode): the [`Proxy`] interface of a [`LocalProxy`],
+//! served to [`RemoteProxy`](rukong_core::proxy::remote::RemoteProxy) clients over the
+//! [`wire`] protocol.
+//!
+//! One task per connection: the handshake first (bounded by
+//! [`ServerConfig::handshake_timeout`]), then requests answered one at a time, in order
+//! (clients pool connections rather than pipeline). A request is handled only once its whole
+//! frame has arrived, so a client that dies mid-put never leaves part of an object.
+//!
+//! Shutdown: stop accepting, drop connections that are waiting for (or in the middle of)
+//! a request, let requests being handled finish and answer, for at most
+//! [`ServerConfig::shutdown_grace`].
+
+use crate::LocalProxy;
+use bytes::Bytes;
+use rukong_core::error::StoreError;
+use rukong_core::messages::ObjectKey;
+use rukong_core::proxy::wire::{
+    self, ClientHello, FrameError, FromProxy, MAX_FRAME, MAX_HELLO, MAX_OBJECT, Request, RequestId,
+    Response, ToProxy,
+};
+use rukong_core::proxy::{FanOutReply, FanOutRequest, Proxy, ProxyError, ProxyResult};
+use rukong_core::store::Store;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// Where the proxy keeps objects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ObjectBackend {
+    /// The store's object API (in cluster mode, Redis, which writes chunks atomically).
+    #[default]
+    Store,
+    /// The proxy process's own memory: objects die with the proxy.
+    Memory,
+}
+
+/// How the server authenticates, limits and times out its clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The shared secret clients must present; `None` accepts every client.
+    pub token: Option<String>,
+    /// The largest object accepted, in bytes; at most [`wire::MAX_OBJECT`].
+    pub max_object: usize,
+    pub objects: ObjectBackend,
+    /// How long a new connection has to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// A connection with no request for this long is closed; so is one that takes longer
+    /// than this to send one request frame.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests being handled.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            token: None,
+            max_object: MAX_OBJECT,
+            objects: ObjectBackend::Store,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> io::Result<()> {
+        let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
+        if self.max_object > MAX_OBJECT {
+            return bad(format!(
+                "max_object {} is over the wire limit of {MAX_OBJECT}",
+                self.max_object
+            ));
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        if self.token.as_deref() == Some("") {
+            return bad("the token must not be empty (use no token instead)".into());
+        }
+        Ok(())
+    }
+}
+
+/// What every connection shares.
+struct Shared<S> {
+    proxy: LocalProxy<S>,
+    /// The objects, when [`ObjectBackend::Memory`].
+    memory: Option<Mutex<HashMap<ObjectKey, Bytes>>>,
+    config: ServerConfig,
+}
+
+/// Serves the proxy on `listener` until `shutdown` completes, then drains (see the module
+/// doc) and returns. Errors only on an invalid `config`.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    store: Arc<S>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    config.validate()?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        auth = config.token.is_some(),
+        objects = ?config.objects,
+        "proxy listening"
+    );
+    let shared = Arc::new(Shared {
+        proxy: LocalProxy::with_max_object(store, config.max_object),
+        memory: (config.objects == ObjectBackend::Memory).then(|| Mutex::new(HashMap::new())),
+        config,
+    });
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (sock, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (shared, stop) = (shared.clone(), stop_rx.clone());
+        conns.spawn(async move {
+            connection(sock, peer, shared, stop).await;
+            drop(permit);
+        });
+        while let Some(done) = conns.try_join_next() {
+            log_join(done);
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    tracing::info!(addr = %local, open = conns.len(), "proxy shutting down");
+    let grace = shared.config.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(done) = conns.join_next().await {
+            log_join(done);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = conns.len(),
+            grace_ms = grace.as_millis() as u64,
+            "aborting connections still busy after the grace period"
+        );
+        conns.shutdown().await;
+    }
+    tracing::info!(addr = %local, "proxy stopped");
+    Ok(())
+}
+
+fn log_join(done: Result<(), tokio::task::JoinError>) {
+    match done {
+        Err(e) if e.is_panic() => tracing::error!(error = %e, "proxy connection task panicked"),
+        _ => {}
+    }
+}
+
+/// Why a connection ended, for the log.
+enum End {
+    Closed,
+    Idle,
+    Shutdown,
+    Refused(String),
+    Failed(FrameError),
+}
+
+async fn connection<S: Store>(
+    sock: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared<S>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    sock.set_nodelay(true).ok();
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = BufReader::new(rd);
+    let greeted = tokio::select! {
+        _ = stop.wait_for(|&s| s) => Err(End::Shutdown),
+        r = handshake(&mut rd, &mut wr, &shared.config) => r,
+    };
+    let end = match greeted {
+        Ok(()) => {
+            tracing::debug!(%peer, "proxy client connected");
+            requests(&mut rd, &mut wr, &shared, &mut stop).await
+        }
+        Err(end) => end,
+    };
+    match end {
+        End::Closed | End::Idle | End::Shutdown => {
+            let why = match end {
+                End::Closed => "closed by the client",
+                End::Idle => "idle",
+                _ => "shutdown",
+            };
+            tracing::debug!(%peer, why, "proxy connection ended");
+        }
+        End::Refused(reason) => tracing::warn!(%peer, %reason, "proxy handshake refused"),
+        End::Failed(error) => tracing::warn!(%peer, %error, "proxy connection dropped"),
+    }
+}
+
+type Reader = BufReader<tokio::net::tcp::OwnedReadHalf>;
+type Writer = tokio::net::tcp::OwnedWriteHalf;
+
+async fn handshake(rd: &mut Reader, wr: &mut Writer, config: &ServerConfig) -> Result<(), End> {
+    let hello = tokio::time::timeout(
+        config.handshake_timeout,
+        wire::read_frame::<_, ClientHello>(rd, MAX_HELLO),
+    )
+    .await
+    .map_err(|_| End::Refused("no handshake in time".into()))?
+    .map_err(End::Failed)?
+    .ok_or(End::Closed)?;
+    let answer = hello.answer(config.token.as_deref());
+    wire::write_frame(wr, &answer).await.map_err(End::Failed)?;
+    match answer.reason {
+        Some(reason) => Err(End::Refused(reason)),
+        None => Ok(()),
+    }
+}
+
+async fn requests<S: Store>(
+    rd: &mut Reader,
+    wr: &mut Writer,
+    shared: &Shared<S>,
+    stop: &mut watch::Receiver<bool>,
+) -> End {
+    let idle = shared.config.idle_timeout;
+    loop {
+        // Wait for the next request to start arriving; waiting is cancel safe.
+        tokio::select! {
+            _ = stop.wait_for(|&s| s) => return End::Shutdown,
+            r = tokio::time::timeout(idle, rd.fill_buf()) => match r {
+                Err(_) => return End::Idle,
+                Ok(Err(e)) => return End::Failed(e.into()),
+                Ok(Ok([])) => return End::Closed,
+                Ok(Ok(_)) => {}
+            },
+        }
+        // Read it whole. Shutdown drops a partly read request: it was never handled.
+        let frame = tokio::select! {
+            _ = stop.wait_for(|&s| s) => return End::Shutdown,
+            r = tokio::time::timeout(idle, wire::read_frame_bytes(rd, MAX_FRAME)) => match r {
+                Err(_) => return End::Idle,
+                Ok(Err(e)) => return End::Failed(e),
+                Ok(Ok(None)) => return End::Closed,
+                Ok(Ok(Some(frame))) => frame,
+            },
+        };
+        let (req_id, answer) = match wire::decode::<Request>(&frame) {
+            Ok(Request { req_id, body }) => {
+                drop(frame);
+                (req_id, shared.handle(body).await)
+            }
+            // A request from a newer client: answer it, the connection is still in step.
+            Err(e) => match wire::decode::<RequestId>(&frame) {
+                Ok(RequestId { req_id }) => (
+                    req_id,
+                    FromProxy::error(&ProxyError::Protocol(format!("unknown request: {e}"))),
+                ),
+                Err(_) => return End::Failed(e),
+            },
+        };
+        let resp = Response {
+            req_id,
+            body: answer,
+        };
+        let sent = match wire::encode_frame(&resp, resp.size_hint()) {
+            Ok(frame) => wire::write_encoded(wr, &frame).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            return End::Failed(e);
+        }
+    }
+}
+
+impl<S: Store> Shared<S> {
+    async fn handle(&self, req: ToProxy) -> FromProxy {
+        let answer = match req {
+            ToProxy::Put { key, data } => self.put(&key, data).await.map(|()| FromProxy::Done),
+            ToProxy::Get { key } => self.get(&key).await.map(|data| FromProxy::Value { data }),
+            ToProxy::Delete { key } => self.delete(&key).await.map(|()| FromProxy::Done),
+            ToProxy::FanOut(req) => self.fan_out(req).await.map(FromProxy::FanOut),
+            ToProxy::Ping => Ok(FromProxy::Pong),
+        };
+        answer.unwrap_or_else(|e| FromProxy::error(&e))
+    }
+
+    async fn fan_out(&self, req: FanOutRequest) -> ProxyResult<FanOutReply> {
+        let (job, parent, children) = (req.job.clone(), req.parent, req.children.len());
+        let r = self.proxy.fan_out(req).await;
+        match &r {
+            Ok(reply) => tracing::debug!(
+                %job,
+                %parent,
+                children,
+                enqueued = reply.enqueued,
+                invocations = reply.invocations,
+                waiting = reply.waiting,
+                "fan-out served"
+            ),
+            Err(error) => tracing::warn!(%job, %parent, children, %error, "fan-out failed"),
+        }
+        r
+    }
+
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
+        let Some(memory) = &self.memory else {
+            return self.proxy.put_object(key, data).await;
+        };
+        if data.len() > self.config.max_object {
+            return Err(StoreError::TooLarge {
+                key: key.to_string(),
+                size: data.len(),
+                max: self.config.max_object,
+            }
+            .into());
+        }
+        lock(memory).insert(key.clone(), data);
+        Ok(())
+    }
+
+    async fn get(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
+        match &self.memory {
+            Some(memory) => Ok(lock(memory).get(key).cloned()),
+            None => self.proxy.get_object(key).await,
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> ProxyResult<()> {
+        match &self.memory {
+            Some(memory) => {
+                lock(memory).remove(key);
+                Ok(())
+            }
+            None => self.proxy.delete_object(key).await,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
