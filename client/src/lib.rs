@@ -14,9 +14,9 @@
 
 pub mod builder;
 pub mod cli;
-pub mod remote;
 pub mod local;
 pub mod output;
+pub mod remote;
 pub mod workloads;
 
 pub use builder::{JobBuilder, TaskBuilder};

@@ -75,7 +75,11 @@ impl EngineClient {
         self.token.as_ref().map(|t| format!("Bearer {t}"))
     }
 
-    fn finish(&self, url: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<J, RemoteError> {
+    fn finish(
+        &self,
+        url: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<J, RemoteError> {
         let mut resp = r.map_err(|e| RemoteError::Transport {
             url: url.to_owned(),
             message: e.to_string(),

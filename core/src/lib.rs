@@ -27,6 +27,8 @@ pub mod profile;
 pub mod proxy;
 pub mod schedule;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod value;
 
 pub use dag::{Dag, DagSpec, Limits};

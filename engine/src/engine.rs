@@ -338,7 +338,12 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         })
     }
 
-    pub async fn resolve(&self, job: &JobId, task: &TaskId, p: Payload) -> Result<Value, EngineError> {
+    pub async fn resolve(
+        &self,
+        job: &JobId,
+        task: &TaskId,
+        p: Payload,
+    ) -> Result<Value, EngineError> {
         match p {
             Payload::Inline(v) => Ok(v),
             Payload::Object(key) => {

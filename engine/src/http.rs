@@ -76,11 +76,17 @@ impl IntoResponse for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match &e {
-            ServiceError::UnknownJob(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_job", e.to_string()),
-            ServiceError::NotSucceeded { .. } => ApiError::new(StatusCode::CONFLICT, "not_succeeded", e.to_string()),
-            ServiceError::Store(_) | ServiceError::Engine(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+            ServiceError::UnknownJob(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_job", e.to_string())
             }
+            ServiceError::NotSucceeded { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_succeeded", e.to_string())
+            }
+            ServiceError::Store(_) | ServiceError::Engine(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
         }
     }
 }
@@ -88,9 +94,19 @@ impl From<ServiceError> for ApiError {
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match &e {
-            SubmitError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()),
-            SubmitError::NoExecutors => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_executors", e.to_string()),
-            SubmitError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+            SubmitError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string())
+            }
+            SubmitError::NoExecutors => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_executors",
+                e.to_string(),
+            ),
+            SubmitError::Store(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
         }
     }
 }
@@ -136,10 +152,16 @@ async fn authorize(token: Option<&str>, req: Request, next: Next) -> Response {
             .and_then(|v| v.strip_prefix("Bearer "));
         match got {
             None => {
-                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing token: send `Authorization: Bearer <token>`").into_response();
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing token: send `Authorization: Bearer <token>`",
+                )
+                .into_response();
             }
             Some(t) if !constant_time_eq(t.as_bytes(), want.as_bytes()) => {
-                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token").into_response();
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")
+                    .into_response();
             }
             Some(_) => {}
         }
@@ -152,8 +174,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_job_id", format!("not a job id: {id:?}")));
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_job_id",
+            format!("not a job id: {id:?}"),
+        ));
     }
     Ok(JobId::new(id))
 }
@@ -169,7 +200,10 @@ pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> 
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if matches!(ctype.as_str(), "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack") {
+    if matches!(
+        ctype.as_str(),
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
+    ) {
         return rmp_serde::from_slice(body).map_err(|e| DagError::Parse {
             format: "MessagePack",
             line: 0,
@@ -196,9 +230,14 @@ async fn submit<S: Store, P: Proxy>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let spec = parse_dag(&headers, &body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()))?;
+    let spec = parse_dag(&headers, &body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()))?;
     let job = svc.submit(spec).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"job": job.as_str()}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"job": job.as_str()})),
+    )
+        .into_response())
 }
 
 pub fn state_name(s: &JobState) -> &'static str {
@@ -217,7 +256,11 @@ async fn status<S: Store, P: Proxy>(
     let job = parse_job_id(&id)?;
     let st = svc.status(&job).await?;
     if let Some(e) = &st.store_error {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("job {job}: {e}")));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("job {job}: {e}"),
+        ));
     }
     let s = &st.stats;
     let mut body = json!({
@@ -265,9 +308,15 @@ async fn healthz<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
     match svc.engine().store().executors().await {
         Ok(execs) => {
             let slots: u32 = execs.iter().map(|e| e.slots).sum();
-            axum::Json(json!({"status": "ok", "executors": execs.len(), "slots": slots})).into_response()
+            axum::Json(json!({"status": "ok", "executors": execs.len(), "slots": slots}))
+                .into_response()
         }
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
     }
 }
 
@@ -281,8 +330,18 @@ async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
         }
     };
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metric("rukong_jobs_submitted_total", "counter", "Jobs accepted.", &[("", load(&c.submitted))]);
-    metric("rukong_jobs_rejected_total", "counter", "Submissions refused (invalid DAG, no executors, store down).", &[("", load(&c.rejected))]);
+    metric(
+        "rukong_jobs_submitted_total",
+        "counter",
+        "Jobs accepted.",
+        &[("", load(&c.submitted))],
+    );
+    metric(
+        "rukong_jobs_rejected_total",
+        "counter",
+        "Submissions refused (invalid DAG, no executors, store down).",
+        &[("", load(&c.rejected))],
+    );
     metric(
         "rukong_jobs_finished_total",
         "counter",
@@ -293,15 +352,49 @@ async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
             ("{state=\"cancelled\"}", load(&c.cancelled)),
         ],
     );
-    metric("rukong_jobs_running", "gauge", "Jobs this engine follows that have not ended.", &[("", svc.running() as u64)]);
-    metric("rukong_tasks_completed_total", "counter", "Tasks completed in finished jobs.", &[("", load(&c.tasks))]);
-    metric("rukong_cold_starts_total", "counter", "Function inits on the critical path in finished jobs.", &[("", load(&c.cold_starts))]);
+    metric(
+        "rukong_jobs_running",
+        "gauge",
+        "Jobs this engine follows that have not ended.",
+        &[("", svc.running() as u64)],
+    );
+    metric(
+        "rukong_tasks_completed_total",
+        "counter",
+        "Tasks completed in finished jobs.",
+        &[("", load(&c.tasks))],
+    );
+    metric(
+        "rukong_cold_starts_total",
+        "counter",
+        "Function inits on the critical path in finished jobs.",
+        &[("", load(&c.cold_starts))],
+    );
     let (execs, slots, up) = match svc.engine().store().executors().await {
-        Ok(e) => (e.len() as u64, e.iter().map(|x| u64::from(x.slots)).sum(), 1),
+        Ok(e) => (
+            e.len() as u64,
+            e.iter().map(|x| u64::from(x.slots)).sum(),
+            1,
+        ),
         Err(_) => (0, 0, 0),
     };
-    metric("rukong_executors", "gauge", "Executors with a live registration.", &[("", execs)]);
-    metric("rukong_executor_slots", "gauge", "Slots over the live executors.", &[("", slots)]);
-    metric("rukong_store_up", "gauge", "Whether the store answered this scrape.", &[("", up)]);
+    metric(
+        "rukong_executors",
+        "gauge",
+        "Executors with a live registration.",
+        &[("", execs)],
+    );
+    metric(
+        "rukong_executor_slots",
+        "gauge",
+        "Slots over the live executors.",
+        &[("", slots)],
+    );
+    metric(
+        "rukong_store_up",
+        "gauge",
+        "Whether the store answered this scrape.",
+        &[("", up)],
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

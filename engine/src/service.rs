@@ -196,7 +196,9 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             let got_any = !batch.events.is_empty();
             let implied = {
                 let mut t = lock(&f.tracker);
-                let Some(t) = t.as_mut() else { break JobState::Cancelled };
+                let Some(t) = t.as_mut() else {
+                    break JobState::Cancelled;
+                };
                 for e in batch.events {
                     t.apply(e);
                 }
@@ -283,7 +285,10 @@ impl<S: Store, P: Proxy> JobService<S, P> {
     }
 
     /// The requested outputs of a succeeded job, in the DAG's order.
-    pub async fn outputs(self: &Arc<Self>, job: &JobId) -> Result<Vec<(TaskId, Value)>, ServiceError> {
+    pub async fn outputs(
+        self: &Arc<Self>,
+        job: &JobId,
+    ) -> Result<Vec<(TaskId, Value)>, ServiceError> {
         let f = self.followed(job).await?;
         let state = lock(&f.state).clone();
         if state != JobState::Succeeded {

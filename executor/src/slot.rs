@@ -73,7 +73,11 @@ impl<S: Store, P: Proxy> Handler<Pull> for Slot<S, P> {
             let cfg = &svc.config;
             let mut deliveries = Vec::new();
             if let (true, Some(idle)) = (reclaim, cfg.visibility_timeout) {
-                match svc.store.reclaim(cfg.class, &consumer, idle, cfg.pull_batch).await {
+                match svc
+                    .store
+                    .reclaim(cfg.class, &consumer, idle, cfg.pull_batch)
+                    .await
+                {
                     Ok(d) => {
                         if !d.is_empty() {
                             tracing::warn!(consumer = %consumer, count = d.len(), "reclaimed invocations of a silent executor");
@@ -130,7 +134,7 @@ async fn process<S: Store, P: Proxy>(
     d: Delivery,
 ) -> Option<DeliveryId> {
     let job = d.invocation.job.clone();
-    let run = CatchUnwind::new(run_invocation(svc, state, d.invocation, d.deliveries));
+    let run = CatchUnwind::new(run_invocation(svc, state, d.invocation, d.id, d.deliveries));
     let outcome = match svc.config.visibility_timeout {
         None => run.await,
         Some(visibility) => {

@@ -20,7 +20,7 @@ use rukong_core::messages::{
 };
 use rukong_core::profile::{DagProfile, FnProfile};
 use rukong_core::proxy::{FanOutRequest, Proxy, ProxyError};
-use rukong_core::store::{ArrivalReq, Store};
+use rukong_core::store::{ArrivalReq, DeliveryId, Store};
 use rukong_core::{ExecClass, JobId, JobPlan, TaskIdx, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,6 +117,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
     svc: &Services<S, P>,
     slot: &mut SlotState,
     inv: Invocation,
+    delivery: DeliveryId,
     deliveries: u32,
 ) -> Disposition {
     let job = inv.job.clone();
@@ -130,21 +131,39 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         Ok(_) | Err(StoreError::UnknownJob(_)) => return Disposition::Ack,
         Err(e) => return settle_backend(svc, &job, e.into(), deliveries).await,
     }
+    // A redelivered invocation is under suspicion: its walk leaves a breadcrumb naming each
+    // task before running it, so that a task that kills its executor can be named.
+    let breadcrumb = (deliveries > 1).then(|| {
+        ObjectKey::new(format!(
+            "{}attempt:{delivery}",
+            rukong_core::messages::job_prefix(&job)
+        ))
+    });
     if deliveries > svc.config.max_deliveries {
         // Every earlier delivery died without acking: a poison task that takes its
-        // executor down. Fail the job, naming where the invocation starts.
+        // executor down. Fail the job, naming the task the last delivery was running.
         let plan = &ctx.plan;
-        let starts: Vec<&str> = inv
-            .starts
-            .iter()
-            .filter(|s| s.task.get() < plan.dag.len())
-            .map(|s| plan.dag.id(s.task).as_str())
-            .collect();
-        let task = rukong_core::TaskId::from(starts.first().copied().unwrap_or("-"));
+        let last = match &breadcrumb {
+            Some(k) => svc.store.get_object(k).await.ok().flatten(),
+            None => None,
+        };
+        let culprit = last
+            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+            .map(|b| TaskIdx(u32::from_le_bytes(b)))
+            .filter(|t| t.get() < plan.dag.len())
+            .or_else(|| {
+                inv.starts
+                    .first()
+                    .map(|s| s.task)
+                    .filter(|t| t.get() < plan.dag.len())
+            });
+        let task = culprit.map_or_else(
+            || rukong_core::TaskId::from("-"),
+            |t| plan.dag.id(t).clone(),
+        );
         let error = format!(
-            "its invocation (starting at {}) was delivered {deliveries} times and its executor \
-             died every time; giving up",
-            starts.join(", ")
+            "its invocation was delivered {deliveries} times and its executor died every time \
+             while running this task; giving up"
         );
         tracing::error!(%job, %task, deliveries, "poison invocation");
         let _ = svc
@@ -152,7 +171,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
             .append_events(
                 &job,
                 vec![Event::TaskFailed {
-                    task: inv.starts.first().map_or(TaskIdx(0), |s| s.task),
+                    task: culprit.unwrap_or(TaskIdx(0)),
                     id: task.clone(),
                     attempts: deliveries,
                     error: error.clone(),
@@ -168,6 +187,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
     let mut w = Walker {
         svc,
         slot,
+        breadcrumb,
         plan: ctx.plan.clone(),
         ctx,
         stats: WalkStats::default(),
@@ -270,6 +290,8 @@ async fn job_ctx<S: Store, P: Proxy>(
 struct Walker<'a, S, P> {
     svc: &'a Services<S, P>,
     slot: &'a mut SlotState,
+    /// Where a redelivered invocation notes the task it is about to run.
+    breadcrumb: Option<ObjectKey>,
     ctx: Arc<JobCtx>,
     plan: Arc<JobPlan>,
     stats: WalkStats,
@@ -604,6 +626,12 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             None => (0, None),
         };
         let func = registry.get(f);
+        if let Some(k) = &self.breadcrumb {
+            let note = bytes::Bytes::copy_from_slice(&t.0.to_le_bytes());
+            if let Err(e) = self.svc.store.put_object(k, note).await {
+                tracing::warn!(error = %e, "could not leave a breadcrumb");
+            }
+        }
         let mut inputs = Some(inputs);
         let mut attempt = 0;
         loop {

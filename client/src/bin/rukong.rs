@@ -4,9 +4,13 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rukong_client::cli::settings::{Overrides, Settings};
+use rukong_client::cli::{serve, up};
 use rukong_client::output::{report_json, state_name};
+use rukong_client::remote::{EngineClient, RemoteError};
 use rukong_client::workloads::{Workload, to_yaml};
 use rukong_client::{Local, LocalConfig, RunError};
+use rukong_core::JobId;
 use rukong_core::dag::{DagFormat, DagSpec, validate};
 use rukong_core::messages::JobState;
 use rukong_core::{DagError, Limits};
@@ -33,6 +37,74 @@ enum Command {
     Run(RunArgs),
     /// Check a DAG file without running it.
     Validate { file: PathBuf },
+    /// Show a cluster job's state (`GET /jobs/{id}`).
+    Status {
+        job: String,
+        #[arg(long, env = "RUKONG_ENGINE", default_value = "http://127.0.0.1:8080")]
+        engine: String,
+        #[arg(long, env = "RUKONG_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Serve the engine's HTTP API over Redis.
+    Engine {
+        #[command(flatten)]
+        common: Common,
+        /// Address to bind (host:port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// URL clients use to reach the engine.
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The KV-store proxy's address.
+        #[arg(long)]
+        proxy: Option<String>,
+    },
+    /// Serve the KV-store proxy over Redis.
+    Kvproxy {
+        #[command(flatten)]
+        common: Common,
+        /// Address to bind (host:port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Address others use to reach the proxy.
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Where objects live: `store` (Redis) or `memory` (this process).
+        #[arg(long)]
+        objects: Option<String>,
+    },
+    /// Run an executor: slots pulling invocations from Redis.
+    Executor {
+        #[command(flatten)]
+        common: Common,
+        /// The KV-store proxy's address.
+        #[arg(long)]
+        proxy: Option<String>,
+        /// Slots (default: one per core).
+        #[arg(long)]
+        slots: Option<usize>,
+        /// Executor id (default: host-pid).
+        #[arg(long)]
+        id: Option<String>,
+        /// Also register fault-injection functions (`crash`). For tests only.
+        #[arg(long, hide = true)]
+        test_functions: bool,
+    },
+    /// Start Redis (unless --redis), the proxy, the engine and N executors on loopback, in
+    /// the foreground; Ctrl-C stops them all.
+    Up {
+        #[command(flatten)]
+        common: Common,
+        /// Executor processes.
+        #[arg(long, default_value_t = 2)]
+        executors: usize,
+        /// Slots per executor (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        slots: usize,
+        /// The engine's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
     /// Print a generated workload DAG (YAML, or JSON with --format json).
     Gen {
         #[command(subcommand)]
@@ -42,9 +114,32 @@ enum Command {
     },
 }
 
+/// Flags every cluster command shares. Precedence: --config file < RUKONG_* < flags.
+#[derive(clap::Args, Debug, Clone)]
+struct Common {
+    /// A TOML configuration file (also RUKONG_CONFIG).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Redis URL (redis://[:password@]host:port[/db]).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The shared token (also RUKONG_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// Run without a token.
+    #[arg(long)]
+    insecure: bool,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     file: PathBuf,
+    /// Submit to a cluster engine at this URL instead of running embedded.
+    #[arg(long, env = "RUKONG_ENGINE")]
+    engine: Option<String>,
+    /// The cluster's token (with --engine).
+    #[arg(long, env = "RUKONG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print one JSON object {"job", "outputs", "stats"} on stdout.
     #[arg(long)]
     json: bool,
@@ -126,6 +221,165 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Validate { file } => validate_file(&file),
         Command::Gen { workload, format } => generate(workload.into(), format),
+        Command::Status { job, engine, token } => status(&job, &engine, token),
+        Command::Engine {
+            common,
+            listen,
+            advertise,
+            proxy,
+        } => {
+            let mut o = common.overrides();
+            push(&mut o, "engine.listen", listen);
+            push(&mut o, "engine.advertise", advertise);
+            push(&mut o, "proxy.advertise", proxy);
+            serve_with(&common, o, |s| Box::pin(serve::run_engine(s)))
+        }
+        Command::Kvproxy {
+            common,
+            listen,
+            advertise,
+            objects,
+        } => {
+            let mut o = common.overrides();
+            push(&mut o, "proxy.listen", listen);
+            push(&mut o, "proxy.advertise", advertise);
+            push(&mut o, "proxy.objects", objects);
+            serve_with(&common, o, |s| Box::pin(serve::run_proxy(s)))
+        }
+        Command::Executor {
+            common,
+            proxy,
+            slots,
+            id,
+            test_functions,
+        } => {
+            let mut o = common.overrides();
+            push(&mut o, "proxy.advertise", proxy);
+            push(&mut o, "executor.slots", slots.map(|s| s.to_string()));
+            push(&mut o, "executor.id", id);
+            let registry = if test_functions {
+                Registry::with_test_functions()
+            } else {
+                Registry::with_builtins()
+            };
+            serve_with(&common, o, |s| Box::pin(serve::run_executor(s, registry)))
+        }
+        Command::Up {
+            common,
+            executors,
+            slots,
+            listen,
+        } => {
+            let args = up::UpArgs {
+                redis: common.redis.clone(),
+                executors,
+                slots,
+                listen,
+            };
+            let mut o = common.overrides();
+            if common.token.is_none()
+                && !common.insecure
+                && std::env::var_os("RUKONG_TOKEN").is_none()
+            {
+                // A private cluster gets a fresh token that only its processes know.
+                o.push(("token", random_token()));
+            }
+            serve_with(&common, o, move |s| Box::pin(up::up(args, s)))
+        }
+    }
+}
+
+impl Common {
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        push(&mut o, "redis.url", self.redis.clone());
+        push(&mut o, "token", self.token.clone());
+        if self.insecure {
+            o.push(("insecure", "true".into()));
+        }
+        o
+    }
+}
+
+fn push(o: &mut Overrides, key: &'static str, v: Option<String>) {
+    if let Some(v) = v {
+        o.push((key, v));
+    }
+}
+
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let a = h.finish();
+    let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+    h2.write_u64(a ^ u64::from(std::process::id()));
+    format!("{a:016x}{:016x}", h2.finish())
+}
+
+/// Loads settings and runs a long-lived cluster command on a multi-threaded runtime.
+fn serve_with(
+    common: &Common,
+    overrides: Overrides,
+    f: impl FnOnce(
+        Settings,
+    )
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), serve::BoxError>>>>,
+) -> ExitCode {
+    let settings = match Settings::load(common.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(job: &str, engine: &str, token: Option<String>) -> ExitCode {
+    let client = EngineClient::new(engine, token, Duration::from_secs(30));
+    match client.status(&JobId::new(job)) {
+        Ok(s) => {
+            println!("{}", s.json);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(
+                if matches!(
+                    e,
+                    RemoteError::Http {
+                        status: 404 | 400,
+                        ..
+                    }
+                ) {
+                    EXIT_INVALID
+                } else {
+                    EXIT_TASK_FAILED
+                },
+            )
+        }
     }
 }
 
@@ -185,6 +439,9 @@ fn generate(w: Workload, format: Format) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    if let Some(engine) = args.engine.clone() {
+        return run_remote(&args, &engine);
+    }
     let spec = match read_spec(&args.file) {
         Ok(s) => s,
         Err(e) => return invalid(&args.file, &e),
@@ -267,4 +524,143 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(EXIT_TASK_FAILED)
         }
     }
+}
+
+/// `rukong run FILE --engine URL`: submit to a cluster, follow it, print the same output
+/// contract as embedded mode.
+fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
+    let body = if args.file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut b) {
+            eprintln!("error: standard input: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        b
+    } else {
+        match std::fs::read(&args.file) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", args.file.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    };
+    let ctype = match args
+        .file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("json") => "application/json",
+        Some("yaml" | "yml") => "application/yaml",
+        Some("msgpack" | "mpk") => "application/msgpack",
+        _ if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => "application/json",
+        _ => "application/yaml",
+    };
+    let client = EngineClient::new(engine, args.token.clone(), Duration::from_secs(60));
+    let started = Instant::now();
+    let job = match client.submit_bytes(&body, ctype) {
+        Ok(j) => j,
+        Err(e) if e.is_invalid_dag() => return invalid_remote(&args.file, &e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_TASK_FAILED);
+        }
+    };
+    let timeout = args
+        .timeout
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} tasks ({per_sec})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut shown = args.no_progress;
+    let waited = client.wait(&job, timeout, Duration::from_secs(5), |done, total| {
+        if !shown && started.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let st = match waited {
+        Ok(s) => s,
+        Err(e) => {
+            if matches!(e, RemoteError::Timeout { .. }) {
+                let _ = client.cancel(&job);
+            }
+            eprintln!("error: job {job}: {e}");
+            return ExitCode::from(EXIT_TASK_FAILED);
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let tasks = st.done();
+    let mut out = serde_json::json!({
+        "job": job.as_str(),
+        "outputs": {},
+        "stats": {
+            "state": st.state(),
+            "tasks": tasks,
+            "wall_ms": (wall * 1e6).round() / 1e3,
+            "tasks_per_sec": if wall > 0.0 { (tasks as f64 / wall).round() } else { 0.0 },
+            "us_per_task": if tasks > 0 { (wall * 1e9 / tasks as f64).round() / 1e3 } else { 0.0 },
+            "engine": engine,
+        },
+    });
+    if let Some(st_stats) = st.json.get("stats").and_then(|v| v.as_object()) {
+        for (k, v) in st_stats {
+            if k != "tasks" {
+                out["stats"][k] = v.clone();
+            }
+        }
+    }
+    match st.state() {
+        "succeeded" => match client.outputs(&job) {
+            Ok(o) => out["outputs"] = o,
+            Err(e) => {
+                eprintln!("error: job {job} succeeded but its outputs could not be fetched: {e}");
+                return ExitCode::from(EXIT_TASK_FAILED);
+            }
+        },
+        "failed" => out["error"] = st.json["error"].clone(),
+        _ => {}
+    }
+    if args.json {
+        println!("{out}");
+    } else if let Some(o) = out["outputs"].as_object() {
+        for (id, v) in o {
+            println!("{id}: {v}");
+        }
+    }
+    match st.state() {
+        "succeeded" => {
+            eprintln!("ok: job {job} ran {tasks} tasks in {wall:.3} s on {engine}");
+            ExitCode::SUCCESS
+        }
+        "failed" => {
+            eprintln!(
+                "error: task {} failed: {}",
+                st.json["error"]["task"].as_str().unwrap_or("-"),
+                st.json["error"]["message"].as_str().unwrap_or("")
+            );
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
+        other => {
+            eprintln!("error: job {job} ended {other}");
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
+    }
+}
+
+fn invalid_remote(file: &Path, e: &RemoteError) -> ExitCode {
+    match e {
+        RemoteError::Http { message, .. } => eprintln!("error: {}: {message}", file.display()),
+        e => eprintln!("error: {}: {e}", file.display()),
+    }
+    ExitCode::from(EXIT_INVALID)
 }

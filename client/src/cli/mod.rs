@@ -1,3 +1,5 @@
 //! Configuration and helpers for the `rukong` cluster commands.
 
+pub mod serve;
 pub mod settings;
+pub mod up;

@@ -20,7 +20,7 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Shared secret that clients, executors and the proxy present.
@@ -36,7 +36,8 @@ pub struct Settings {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`; AUTH and TLS (`rediss://`) pass through.
+    /// `redis://[:password@]host:port[/db]`; the password is used for Redis AUTH. TLS
+    /// (`rediss://`) is not built in.
     pub url: String,
     pub connect_timeout_ms: u64,
     pub response_timeout_ms: u64,
@@ -78,8 +79,6 @@ pub struct ProxySettings {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorSettings {
-    /// The proxy's address.
-    pub proxy: String,
     /// Slots; 0 means one per core.
     pub slots: usize,
     /// An invocation whose executor is silent this long is taken over.
@@ -89,19 +88,6 @@ pub struct ExecutorSettings {
     pub max_deliveries: u32,
     /// Executor id; empty means `<host>-<pid>`.
     pub id: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            token: None,
-            insecure: false,
-            redis: RedisSettings::default(),
-            engine: EngineSettings::default(),
-            proxy: ProxySettings::default(),
-            executor: ExecutorSettings::default(),
-        }
-    }
 }
 
 impl Default for RedisSettings {
@@ -136,7 +122,7 @@ impl Default for ProxySettings {
             listen: "127.0.0.1:7070".into(),
             advertise: None,
             objects: "store".into(),
-            max_object: 512 << 20,
+            max_object: 64 << 20,
         }
     }
 }
@@ -144,7 +130,6 @@ impl Default for ProxySettings {
 impl Default for ExecutorSettings {
     fn default() -> Self {
         ExecutorSettings {
-            proxy: "127.0.0.1:7070".into(),
             slots: 0,
             visibility_timeout_ms: 30_000,
             heartbeat_ms: 2_000,
@@ -177,7 +162,11 @@ impl Settings {
         let file_from_env = std::env::var_os("RUKONG_CONFIG").map(std::path::PathBuf::from);
         let mut b = config::Config::builder();
         if let Some(f) = file.map(Path::to_path_buf).or(file_from_env) {
-            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            b = b.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         b = b.add_source(
             config::Environment::with_prefix("RUKONG")
@@ -202,21 +191,39 @@ impl Settings {
         if self.token.is_none() && !self.insecure {
             return bad("no token: set RUKONG_TOKEN or --token, or run with --insecure (anyone who can reach the ports can then run code)".into());
         }
-        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") && !self.redis.url.starts_with("redis+unix://") {
-            return bad(format!("redis.url must start with redis:// or rediss://, got {:?}", self.redis.url));
+        if self.redis.url.starts_with("rediss://") {
+            return bad("redis.url: TLS (rediss://) is not supported by this build; reach Redis over a private network or a TLS tunnel and use redis://".into());
         }
-        for (what, addr) in [("engine.listen", &self.engine.listen), ("proxy.listen", &self.proxy.listen), ("executor.proxy", &self.executor.proxy)] {
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("redis+unix://") {
+            return bad(format!(
+                "redis.url must start with redis://, got {:?}",
+                self.redis.url
+            ));
+        }
+        for (what, addr) in [
+            ("engine.listen", &self.engine.listen),
+            ("proxy.listen", &self.proxy.listen),
+            ("proxy.advertise", &self.proxy_addr()),
+        ] {
             if !addr.contains(':') {
                 return bad(format!("{what} must be host:port, got {addr:?}"));
             }
         }
         if !matches!(self.proxy.objects.as_str(), "store" | "memory") {
-            return bad(format!("proxy.objects must be \"store\" or \"memory\", got {:?}", self.proxy.objects));
+            return bad(format!(
+                "proxy.objects must be \"store\" or \"memory\", got {:?}",
+                self.proxy.objects
+            ));
         }
         if self.engine.proxy_fanout < 2 {
             return bad("engine.proxy_fanout must be at least 2".into());
         }
-        if self.executor.visibility_timeout_ms < 3 * self.executor.heartbeat_ms.min(self.executor.visibility_timeout_ms) {
+        if self.executor.visibility_timeout_ms
+            < 3 * self
+                .executor
+                .heartbeat_ms
+                .min(self.executor.visibility_timeout_ms)
+        {
             return bad("executor.visibility_timeout_ms must be at least 3 heartbeats".into());
         }
         if self.redis.response_timeout_ms == 0 || self.redis.connect_timeout_ms == 0 {
@@ -233,7 +240,10 @@ impl Settings {
     }
 
     pub fn proxy_addr(&self) -> String {
-        self.proxy.advertise.clone().unwrap_or_else(|| self.proxy.listen.clone())
+        self.proxy
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.proxy.listen.clone())
     }
 
     pub fn ms(v: u64) -> Duration {
@@ -246,7 +256,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -256,13 +269,32 @@ mod tests {
         let f = dir.join("rukong.toml");
         std::fs::write(&f, "token = \"from-file\"\n[redis]\nurl = \"redis://file:1\"\nretries = 7\n[engine]\nlisten = \"0.0.0.0:9000\"\n").unwrap();
         let s = Settings::load_from(Some(&f), &vec![], env(&[])).unwrap();
-        assert_eq!((s.redis.url.as_str(), s.redis.retries), ("redis://file:1", 7));
-        let s = Settings::load_from(Some(&f), &vec![], env(&[("RUKONG_REDIS__URL", "redis://env:2"), ("RUKONG_TOKEN", "from-env")])).unwrap();
+        assert_eq!(
+            (s.redis.url.as_str(), s.redis.retries),
+            ("redis://file:1", 7)
+        );
+        let s = Settings::load_from(
+            Some(&f),
+            &vec![],
+            env(&[
+                ("RUKONG_REDIS__URL", "redis://env:2"),
+                ("RUKONG_TOKEN", "from-env"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(s.redis.url, "redis://env:2");
         assert_eq!(s.token.as_deref(), Some("from-env"));
-        assert_eq!(s.redis.retries, 7, "untouched settings keep the file's value");
+        assert_eq!(
+            s.redis.retries, 7,
+            "untouched settings keep the file's value"
+        );
         let flags = vec![("redis.url", "redis://flag:3".to_string())];
-        let s = Settings::load_from(Some(&f), &flags, env(&[("RUKONG_REDIS__URL", "redis://env:2")])).unwrap();
+        let s = Settings::load_from(
+            Some(&f),
+            &flags,
+            env(&[("RUKONG_REDIS__URL", "redis://env:2")]),
+        )
+        .unwrap();
         assert_eq!(s.redis.url, "redis://flag:3");
         assert_eq!(s.engine.listen, "0.0.0.0:9000");
         assert_eq!(s.engine_url(), "http://0.0.0.0:9000");
@@ -279,10 +311,18 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let flags = vec![("token", "t".to_string()), ("proxy.objects", "disk".to_string())];
+        let flags = vec![
+            ("token", "t".to_string()),
+            ("proxy.objects", "disk".to_string()),
+        ];
         let e = Settings::load_from(None, &flags, env(&[])).unwrap_err();
         assert!(e.to_string().contains("proxy.objects"), "{e}");
-        let e = Settings::load_from(None, &vec![("token", "t".into())], env(&[("RUKONG_REDIS__URL", "http://x")])).unwrap_err();
+        let e = Settings::load_from(
+            None,
+            &vec![("token", "t".into())],
+            env(&[("RUKONG_REDIS__URL", "http://x")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("redis.url"), "{e}");
     }
 }

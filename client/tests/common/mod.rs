@@ -30,3 +30,4 @@ pub fn local(slots: usize, inline_limit: usize) -> Local {
     c.engine.job.inline_limit = inline_limit;
     Local::start(c).expect("embedded runtime starts")
 }
+pub mod cluster;

@@ -7,6 +7,8 @@
 //! one costs an array access.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;

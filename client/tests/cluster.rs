@@ -1,0 +1,426 @@
+//! Cluster mode end to end: real `rukong kvproxy`, `rukong engine` and executor processes
+//! against a real `redis-server` on loopback, plus faults injected while jobs run.
+
+mod common;
+
+use common::cluster::{Cluster, Options, TOKEN, json, temp_file};
+use common::repo;
+use rukong_client::JobBuilder;
+use rukong_client::workloads::{Workload, blob_bytes, to_yaml};
+use rukong_core::value::sha256_hex;
+use std::time::{Duration, Instant};
+
+fn expected_json(w: &Workload) -> serde_json::Value {
+    let m: serde_json::Map<String, serde_json::Value> = w
+        .expected()
+        .into_iter()
+        .map(|(id, v)| (id.to_string(), v.to_output_json()))
+        .collect();
+    serde_json::Value::Object(m)
+}
+
+fn assert_ok(out: &std::process::Output) -> serde_json::Value {
+    let v = json(out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["stats"]["state"], "succeeded");
+    v
+}
+
+#[test]
+fn the_cluster_runs_every_example_and_large_dags_exactly() {
+    let c = Cluster::start(Options::default());
+    let cases = [
+        (
+            "examples/tree-reduction.yaml",
+            Workload::TreeReduction { leaves: 1024 },
+        ),
+        (
+            "examples/fanout-fanin.yaml",
+            Workload::FanoutFanin { width: 1000 },
+        ),
+        ("examples/chain.yaml", Workload::Chain { length: 1000 }),
+        ("examples/diamond.yaml", Workload::Diamond),
+        (
+            "examples/blob-digest.yaml",
+            Workload::BlobDigest {
+                producers: 4,
+                size: 100_000,
+            },
+        ),
+    ];
+    for (file, w) in cases {
+        let v = assert_ok(&c.run(&repo(file), &[]));
+        assert_eq!(v["outputs"], expected_json(&w), "{file}");
+        assert_eq!(v["stats"]["tasks"], w.task_count() as u64, "{file}");
+    }
+    let wide = Workload::FanoutFanin { width: 10_000 };
+    let f = temp_file("wide.yaml", &to_yaml(&wide.generate()));
+    let v = assert_ok(&c.run(&f, &[]));
+    assert_eq!(v["outputs"], expected_json(&wide));
+    assert!(
+        v["stats"]["proxy_fanouts"].as_u64().unwrap() >= 1,
+        "{}",
+        v["stats"]
+    );
+
+    // 8 MiB values: through the proxy, chunked into Redis, and back.
+    let n = 8 << 20;
+    let mut b = JobBuilder::new("big-values");
+    b.task("a", "blob").arg(n as i64).arg(1);
+    b.task("b", "blob").arg(n as i64).arg(2);
+    b.task("ab", "concat").deps(["a", "b"]);
+    b.task("h", "sha256").dep("ab");
+    b.task("n", "len").dep("ab");
+    b.task("ha", "sha256").dep("a");
+    b.output("h").output("n").output("ha").output("a");
+    let f = temp_file("big.yaml", &to_yaml(&b.build()));
+    let v = assert_ok(&c.run(&f, &[]));
+    let (a, bb) = (blob_bytes(n, 1), blob_bytes(n, 2));
+    let ab = [a.as_slice(), bb.as_slice()].concat();
+    assert_eq!(v["outputs"]["h"], sha256_hex(&ab));
+    assert_eq!(v["outputs"]["n"], 2 * n as u64);
+    assert_eq!(v["outputs"]["ha"], sha256_hex(&a));
+    assert_eq!(
+        v["outputs"]["a"],
+        serde_json::json!({"bytes": n, "sha256": sha256_hex(&a)})
+    );
+    assert!(v["stats"]["objects_put"].as_u64().unwrap() >= 3);
+}
+
+/// 256 `spin` leaves summed by a tree of `add`s.
+fn spin_tree(leaves: usize, ms: i64) -> String {
+    let mut b = JobBuilder::new("spin-tree");
+    let mut level: Vec<String> = Vec::new();
+    for i in 0..leaves {
+        b.task(format!("c{i}"), "const").arg(i as i64);
+        b.task(format!("s{i}"), "spin").dep(format!("c{i}")).arg(ms);
+        level.push(format!("s{i}"));
+    }
+    let mut depth = 0;
+    while level.len() > 1 {
+        depth += 1;
+        level = level
+            .chunks(2)
+            .enumerate()
+            .map(|(j, p)| {
+                let id = format!("a{depth}_{j}");
+                b.task(id.as_str(), "add")
+                    .deps(p.iter().map(String::as_str));
+                id
+            })
+            .collect();
+    }
+    to_yaml(&b.build())
+}
+
+#[test]
+fn a_sigkilled_executor_s_invocations_are_reclaimed_and_the_sum_is_exact() {
+    let mut c = Cluster::start(Options::default());
+    let f = temp_file("spin-tree.yaml", &spin_tree(256, 15));
+    let run = c.spawn_run(&f, &["--timeout", "120"]);
+    std::thread::sleep(Duration::from_millis(400));
+    c.kill_executor(0);
+    let out = run.wait_with_output().unwrap();
+    let v = assert_ok(&out);
+    assert_eq!(v["outputs"]["a8_0"], 256 * 255 / 2);
+}
+
+#[test]
+fn duplicated_invocations_count_each_dependency_once() {
+    use rukong_core::messages::{Invocation, Start};
+    use rukong_core::store::InvocationQueue;
+    use rukong_core::store::JobStore;
+    use rukong_core::store::redis::{RedisConfig, RedisStore};
+    let c = Cluster::start(Options::default());
+    let f = temp_file("spin-tree.yaml", &spin_tree(64, 20));
+    let client = c.client();
+    let job = client
+        .submit_bytes(std::fs::read(&f).unwrap().as_slice(), "application/yaml")
+        .unwrap();
+    // Inject a copy of every source invocation (as a redelivery would), while it runs.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = RedisStore::connect(RedisConfig {
+            url: c.redis.url(),
+            ..RedisConfig::default()
+        })
+        .await
+        .unwrap();
+        let plan = store.get_job(&job).await.unwrap();
+        let dup: Vec<Invocation> = plan
+            .dag
+            .sources()
+            .iter()
+            .map(|&task| Invocation {
+                job: job.clone(),
+                starts: vec![Start {
+                    task,
+                    inputs: vec![],
+                }],
+            })
+            .collect();
+        store.push(rukong_core::ExecClass::Cpu, dup).await.unwrap();
+    });
+    let st = client
+        .wait(
+            &job,
+            Some(Duration::from_secs(120)),
+            Duration::from_secs(5),
+            |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(st.state(), "succeeded", "{}", st.json);
+    let outs = client.outputs(&job).unwrap();
+    assert_eq!(outs["a6_0"], 64 * 63 / 2);
+}
+
+#[test]
+fn redis_going_away_mid_job_is_a_clear_error_within_the_timeout() {
+    let mut c = Cluster::start(Options::default());
+    let f = temp_file("slow.yaml", &spin_tree(64, 200));
+    let run = c.spawn_run(&f, &["--timeout", "60"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let t0 = Instant::now();
+    c.redis.stop();
+    let out = run.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        err.to_lowercase().contains("store") || err.to_lowercase().contains("redis"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_poison_task_that_kills_its_executor_fails_the_job_after_n_attempts() {
+    let c = Cluster::start(Options {
+        executors: 3,
+        slots: 1,
+        max_deliveries: 2,
+        visibility_timeout_ms: 900,
+        test_functions: true,
+        ..Options::default()
+    });
+    let f = temp_file(
+        "poison.yaml",
+        "name: poison\ntasks:\n  - {id: ok, fn: const, args: [1]}\n  - {id: killer, fn: crash, deps: [ok]}\n",
+    );
+    let out = c.run(&f, &["--timeout", "90"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("task killer failed"), "{err}");
+    assert!(err.contains("delivered 3 times"), "{err}");
+}
+
+/// (what, body, content type, token, expected status, text the error must contain)
+type BadRequest<'a> = (&'a str, Vec<u8>, &'a str, Option<&'a str>, u16, &'a str);
+
+#[test]
+fn bad_requests_get_clear_4xx_and_the_engine_keeps_serving() {
+    let c = Cluster::start(Options {
+        executors: 1,
+        max_body: 1 << 20,
+        ..Options::default()
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |body: &[u8], ctype: &str, token: Option<&str>| {
+        let mut r = agent
+            .post(&format!("{}/jobs", c.engine_url))
+            .header("Content-Type", ctype);
+        if let Some(t) = token {
+            r = r.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = r.send(body).unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
+    };
+    let good = br#"{"tasks":[{"id":"a","fn":"const","args":[1]}]}"#;
+    let cases: Vec<BadRequest> = vec![
+        (
+            "no token",
+            good.to_vec(),
+            "application/json",
+            None,
+            401,
+            "missing token",
+        ),
+        (
+            "wrong token",
+            good.to_vec(),
+            "application/json",
+            Some("nope"),
+            401,
+            "wrong token",
+        ),
+        (
+            "malformed JSON",
+            b"{\"tasks\": [".to_vec(),
+            "application/json",
+            Some(TOKEN),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "malformed YAML",
+            b"tasks: [{id: a".to_vec(),
+            "application/yaml",
+            Some(TOKEN),
+            400,
+            "invalid YAML",
+        ),
+        (
+            "malformed msgpack",
+            vec![0xc1, 0x00],
+            "application/msgpack",
+            Some(TOKEN),
+            400,
+            "MessagePack",
+        ),
+        (
+            "cycle",
+            br#"{"tasks":[{"id":"a","fn":"add","deps":["b"]},{"id":"b","fn":"add","deps":["a"]}]}"#
+                .to_vec(),
+            "application/json",
+            Some(TOKEN),
+            400,
+            "cycle through task",
+        ),
+        (
+            "brace id",
+            br#"{"tasks":[{"id":"{x}","fn":"const","args":[1]}]}"#.to_vec(),
+            "application/json",
+            Some(TOKEN),
+            400,
+            "bad id",
+        ),
+        (
+            "colon id",
+            br#"{"tasks":[{"id":"a:b","fn":"const","args":[1]}]}"#.to_vec(),
+            "application/json",
+            Some(TOKEN),
+            400,
+            "bad id",
+        ),
+        (
+            "unknown fn",
+            br#"{"tasks":[{"id":"a","fn":"exec","args":["rm -rf /"]}]}"#.to_vec(),
+            "application/json",
+            Some(TOKEN),
+            400,
+            "unknown function",
+        ),
+        (
+            "oversized",
+            vec![b' '; 2 << 20],
+            "application/json",
+            Some(TOKEN),
+            413,
+            "",
+        ),
+    ];
+    for (what, body, ctype, token, status, needle) in cases {
+        let (got, text) = post(&body, ctype, token);
+        assert_eq!(got, status, "{what}: {text}");
+        assert!(text.contains(needle), "{what}: {text}");
+    }
+    // MessagePack is accepted too, and the engine still serves good jobs.
+    let spec = rukong_core::DagSpec::from_json_str(std::str::from_utf8(good).unwrap()).unwrap();
+    let mp = rmp_serde::to_vec_named(&spec).unwrap();
+    let (status, text) = post(&mp, "application/msgpack", Some(TOKEN));
+    assert_eq!(status, 201, "{text}");
+    let job: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let client = c.client();
+    let jid = rukong_core::JobId::new(job["job"].as_str().unwrap());
+    let st = client
+        .wait(
+            &jid,
+            Some(Duration::from_secs(30)),
+            Duration::from_secs(5),
+            |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(st.state(), "succeeded");
+    assert_eq!(client.outputs(&jid).unwrap()["a"], 1);
+    // Unknown and malformed job ids.
+    let mut r = agent
+        .get(&format!("{}/jobs/jdoesnotexist", c.engine_url))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "{}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
+    let r = agent
+        .get(&format!("{}/jobs/a%7Bb", c.engine_url))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Metrics are Prometheus text.
+    let mut m = agent
+        .get(&format!("{}/metrics", c.engine_url))
+        .call()
+        .unwrap();
+    let text = m.body_mut().read_to_string().unwrap();
+    assert!(text.contains("rukong_jobs_submitted_total 1"), "{text}");
+    assert!(text.contains("rukong_executors 1"), "{text}");
+}
+
+#[test]
+fn cancel_frees_the_job_and_status_reports_it() {
+    let c = Cluster::start(Options {
+        executors: 1,
+        ..Options::default()
+    });
+    let f = temp_file("slow.yaml", &spin_tree(32, 300));
+    let client = c.client();
+    let job = client
+        .submit_bytes(&std::fs::read(&f).unwrap(), "application/yaml")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client.status(&job).unwrap().state(), "running");
+    client.cancel(&job).unwrap();
+    let st = client.wait(
+        &job,
+        Some(Duration::from_secs(20)),
+        Duration::from_secs(5),
+        |_, _| {},
+    );
+    match st {
+        Ok(s) => assert_eq!(s.state(), "cancelled", "{}", s.json),
+        Err(e) => assert!(e.to_string().contains("no job"), "{e}"),
+    }
+    // The CLI's status command talks to the same API.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rukong"))
+        .args([
+            "status",
+            job.as_str(),
+            "--engine",
+            &c.engine_url,
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(2)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,210 @@
+//! A whole cluster of real processes on loopback for tests: a private `redis-server`, and
+//! the `rukong` binary as proxy, engine and executors, each on a free port.
+#![allow(dead_code)]
+
+use rukong_client::cli::up::{Supervised, free_port};
+use rukong_client::remote::EngineClient;
+use rukong_core::testing::RedisServer;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "cluster-test-token";
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub executors: usize,
+    pub slots: usize,
+    pub visibility_timeout_ms: u64,
+    pub max_deliveries: u32,
+    pub max_body: usize,
+    pub test_functions: bool,
+    pub redis_response_timeout_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            executors: 3,
+            slots: 2,
+            visibility_timeout_ms: 1_500,
+            max_deliveries: 5,
+            max_body: 64 << 20,
+            test_functions: false,
+            redis_response_timeout_ms: 2_000,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub engine_url: String,
+    pub proxy_addr: String,
+    pub opts: Options,
+    pub proxy: Option<Supervised>,
+    pub engine: Option<Supervised>,
+    pub executors: Vec<Option<Supervised>>,
+}
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_rukong")
+}
+
+impl Cluster {
+    pub fn start(opts: Options) -> Cluster {
+        let redis = RedisServer::start();
+        let proxy_addr = format!("127.0.0.1:{}", free_port().unwrap());
+        let engine_addr = format!("127.0.0.1:{}", free_port().unwrap());
+        let mut c = Cluster {
+            redis,
+            engine_url: format!("http://{engine_addr}"),
+            proxy_addr,
+            opts,
+            proxy: None,
+            engine: None,
+            executors: Vec::new(),
+        };
+        c.proxy = Some(c.spawn("kvproxy", &["kvproxy"]));
+        c.engine = Some(c.spawn("engine", &["engine", "--listen", &engine_addr]));
+        for i in 0..c.opts.executors {
+            let e = c.spawn_executor(i);
+            c.executors.push(Some(e));
+        }
+        c.wait_healthy(c.opts.executors);
+        c
+    }
+
+    fn command(&self, sub: &[&str]) -> Command {
+        let mut cmd = Command::new(exe());
+        cmd.args(sub)
+            .env_remove("RUKONG_CONFIG")
+            .env("RUKONG_REDIS__URL", self.redis.url())
+            .env(
+                "RUKONG_REDIS__RESPONSE_TIMEOUT_MS",
+                self.opts.redis_response_timeout_ms.to_string(),
+            )
+            .env("RUKONG_REDIS__CONNECT_TIMEOUT_MS", "1000")
+            .env("RUKONG_TOKEN", TOKEN)
+            .env("RUKONG_PROXY__LISTEN", &self.proxy_addr)
+            .env("RUKONG_ENGINE__MAX_BODY", self.opts.max_body.to_string())
+            .env(
+                "RUKONG_EXECUTOR__VISIBILITY_TIMEOUT_MS",
+                self.opts.visibility_timeout_ms.to_string(),
+            )
+            .env("RUKONG_EXECUTOR__HEARTBEAT_MS", "300")
+            .env(
+                "RUKONG_EXECUTOR__MAX_DELIVERIES",
+                self.opts.max_deliveries.to_string(),
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    fn spawn(&self, name: &str, sub: &[&str]) -> Supervised {
+        Supervised::spawn(name, &mut self.command(sub)).unwrap()
+    }
+
+    pub fn spawn_executor(&self, i: usize) -> Supervised {
+        let id = format!("test-exec-{i}-{}", free_port().unwrap());
+        let slots = self.opts.slots.to_string();
+        let mut args = vec!["executor", "--slots", &slots, "--id", &id];
+        if self.opts.test_functions {
+            args.push("--test-functions");
+        }
+        self.spawn(&format!("executor {i}"), &args)
+    }
+
+    pub fn client(&self) -> EngineClient {
+        EngineClient::new(
+            &self.engine_url,
+            Some(TOKEN.into()),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// Waits until `n` executors have registered.
+    pub fn wait_healthy(&self, n: usize) {
+        let c = self.client();
+        let t0 = Instant::now();
+        loop {
+            if let Ok(h) = c.healthz()
+                && h["executors"].as_u64().unwrap_or(0) >= n as u64
+            {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "cluster not healthy within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs executor `i` (no clean shutdown: its invocations stay pending).
+    pub fn kill_executor(&mut self, i: usize) {
+        if let Some(mut e) = self.executors[i].take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &e.pid().to_string()])
+                .status();
+            let t0 = Instant::now();
+            while e.exited().is_none() && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// `rukong run FILE --engine URL --json [extra]`.
+    pub fn run(&self, file: &Path, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(exe());
+        cmd.arg("run")
+            .arg(file)
+            .args(["--engine", &self.engine_url, "--json", "--no-progress"])
+            .args(extra)
+            .env("RUKONG_TOKEN", TOKEN);
+        cmd.output().unwrap()
+    }
+
+    /// A started `rukong run` (for faults injected while it runs).
+    pub fn spawn_run(&self, file: &Path, extra: &[&str]) -> std::process::Child {
+        Command::new(exe())
+            .arg("run")
+            .arg(file)
+            .args(["--engine", &self.engine_url, "--json", "--no-progress"])
+            .args(extra)
+            .env("RUKONG_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Parses a `--json` run's stdout.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}); status {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Writes `text` to a fresh temp file named `name` and returns its path.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rukong-cluster-{}-{}",
+        std::process::id(),
+        free_port().unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}

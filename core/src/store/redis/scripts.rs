@@ -1,0 +1,194 @@
+//! The Lua scripts. Each runs atomically on one node, and every key it touches is passed in
+//! `KEYS` and shares one hash tag (a job's `{<job>}`, or a single global key), so they run
+//! unchanged on Redis Cluster. `redis::Script` sends `EVALSHA` and loads the script on
+//! `NOSCRIPT` (after a server restart, say).
+//!
+//! Scripts that need the job to exist check its `state` key first and answer the error
+//! `UNKNOWN_JOB`, which the Rust side maps to [`crate::StoreError::UnknownJob`].
+
+use redis::Script;
+use std::sync::LazyLock;
+
+pub(super) struct Scripts {
+    pub put_job: Script,
+    pub set_state: Script,
+    pub delete_job: Script,
+    pub fan_in: Script,
+    pub put_outputs: Script,
+    pub append_events: Script,
+    pub touch: Script,
+    pub reclaim: Script,
+    pub merge_profile: Script,
+}
+
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    put_job: Script::new(PUT_JOB),
+    set_state: Script::new(SET_STATE),
+    delete_job: Script::new(DELETE_JOB),
+    fan_in: Script::new(FAN_IN),
+    put_outputs: Script::new(PUT_OUTPUTS),
+    append_events: Script::new(APPEND_EVENTS),
+    touch: Script::new(TOUCH),
+    reclaim: Script::new(RECLAIM),
+    merge_profile: Script::new(MERGE_PROFILE),
+});
+
+/// KEYS: plan, state. ARGV: ttl ms, plan, initial state. Stores the job unless it exists.
+const PUT_JOB: &str = r"
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[1]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// KEYS: state, plan, events, evseq. ARGV: ttl ms, state, '1' when the state is final.
+/// A final state adds a wake-up marker (field `w`) to the event stream, so that blocked
+/// readers notice at once; its id `<last event>-*` sorts before the next event's.
+const SET_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('UNKNOWN_JOB job is not in the store')
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if ARGV[3] == '1' then
+  local n = tonumber(redis.call('GET', KEYS[4]) or '0')
+  redis.pcall('XADD', KEYS[3], string.format('%d-*', n), 'w', '1')
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+end
+return 1
+";
+
+/// KEYS: plan, state, events, objects. ARGV: ttl ms. Removes the job's existence keys (so
+/// every later write script fails), wakes blocked event readers, and returns the job's
+/// object keys for the caller to delete with the rest.
+const DELETE_JOB: &str = r"
+redis.call('UNLINK', KEYS[1], KEYS[2])
+redis.call('XADD', KEYS[3], '*', 'w', '1')
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return redis.call('SMEMBERS', KEYS[4])
+";
+
+/// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child)
+/// pairs. Sets each parent's bit, and counts it only when it was clear: a retried or
+/// duplicated arrival counts once. Returns (arrived, first_time) pairs.
+const FAN_IN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('UNKNOWN_JOB job is not in the store')
+end
+local out = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
+    out[#out + 1] = redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], ARGV[i + 1]) or '0')
+    out[#out + 1] = 0
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return out
+";
+
+/// KEYS: state, outputs (hash). ARGV: ttl ms, then (task, payload) pairs. Write-once.
+const PUT_OUTPUTS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('UNKNOWN_JOB job is not in the store')
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+";
+
+/// KEYS: state, events, evseq, plan. ARGV: ttl ms, then events. Event n (1-based) gets the
+/// stream id `n-1`, so a reader's cursor is the last n it saw. Returns the last n.
+const APPEND_EVENTS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('UNKNOWN_JOB job is not in the store')
+end
+local k = #ARGV - 1
+local n = redis.call('INCRBY', KEYS[3], k) - k
+for i = 2, #ARGV do
+  n = n + 1
+  redis.call('XADD', KEYS[2], string.format('%d-1', n), 'e', ARGV[i])
+end
+for i = 1, 4 do
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+return n
+";
+
+/// KEYS: stream. ARGV: group, consumer, ids. Resets the idle time of the entries that
+/// `consumer` still holds (JUSTID: the delivery count is unchanged); entries another consumer
+/// reclaimed meanwhile are left alone.
+const TOUCH: &str = r"
+local n = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #p > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+";
+
+/// KEYS: stream. ARGV: group, consumer, min idle ms, max. Claims up to max entries idle for
+/// at least min idle ms (oldest first), and returns (id, delivery count, payload) triples.
+/// Entries deleted meanwhile are dropped from the pending list by XAUTOCLAIM itself.
+const RECLAIM: &str = r"
+local out = {}
+local got = 0
+local want = tonumber(ARGV[4])
+local start = '0-0'
+for round = 1, 100 do
+  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], start, 'COUNT', want - got)
+  for _, e in ipairs(r[2]) do
+    local id, fields = e[1], e[2]
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local deliveries = 1
+    if #p > 0 then deliveries = p[1][4] end
+    local payload = false
+    if type(fields) == 'table' then
+      for j = 1, #fields, 2 do
+        if fields[j] == 'i' then payload = fields[j + 1] end
+      end
+    end
+    out[#out + 1] = id
+    out[#out + 1] = deliveries
+    out[#out + 1] = payload
+    got = got + 1
+  end
+  start = r[1]
+  if start == '0-0' or got >= want then break end
+end
+return out
+";
+
+/// KEYS: profile hash. ARGV: (op, field, value) triples; op `i` adds (saturating at
+/// i64::MAX), `l` keeps the minimum, `h` the maximum. Values are decimal integers compared
+/// as strings (length first), which is exact for any u64.
+const MERGE_PROFILE: &str = r"
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+for i = 1, #ARGV, 3 do
+  local op, f, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == 'i' then
+    local r = redis.pcall('HINCRBY', KEYS[1], f, v)
+    if type(r) == 'table' and r.err then
+      redis.call('HSET', KEYS[1], f, '9223372036854775807')
+    end
+  else
+    local cur = redis.call('HGET', KEYS[1], f)
+    if (not cur) or (op == 'l' and less(v, cur)) or (op == 'h' and less(cur, v)) then
+      redis.call('HSET', KEYS[1], f, v)
+    end
+  end
+end
+return 1
+";
