@@ -7,7 +7,9 @@
 //! ## Layout
 //! - [`functions`]: the [`Function`](functions::Function) trait, the
 //!   [`Registry`](functions::Registry) and the built-ins.
-//! - [`walk`]: the schedule walk (chain, fan-out, fan-in, data passing).
+//! - [`walk`]: running an invocation (job context, payloads, function calls, events).
+//! - [`frontier`]: the schedule walk, level by level with batched store traffic (chain,
+//!   fan-out, fan-in, data passing).
 //! - [`run`]: running one function call (warm state, off-thread heavy calls, retries, panics).
 //! - [`slot`]: the slot actor.
 //! - [`executor`]: starting and stopping an executor (`start`).
@@ -16,6 +18,7 @@
 pub mod catch;
 pub mod config;
 pub mod executor;
+pub mod frontier;
 pub mod functions;
 pub mod run;
 pub mod services;

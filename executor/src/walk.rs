@@ -13,14 +13,11 @@
 
 use crate::run::{WarmCache, call_once};
 use crate::services::Services;
-use rukong_core::dag::Child;
 use rukong_core::error::StoreError;
-use rukong_core::messages::{
-    Event, Invocation, JobState, KnownInput, ObjectKey, Payload, Start, WalkStats,
-};
+use rukong_core::messages::{Event, Invocation, JobState, ObjectKey, Payload, WalkStats};
 use rukong_core::profile::{DagProfile, FnProfile};
-use rukong_core::proxy::{FanOutRequest, Proxy, ProxyError};
-use rukong_core::store::{ArrivalReq, DeliveryId, Store};
+use rukong_core::proxy::{Proxy, ProxyError};
+use rukong_core::store::{DeliveryId, Store};
 use rukong_core::{ExecClass, JobId, JobPlan, TaskIdx, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +41,7 @@ pub struct SlotState {
 const JOB_CACHE: usize = 64;
 
 /// How often (in tasks) a long walk checks whether its job was cancelled or failed.
-const STATE_CHECK_EVERY: u64 = 4096;
+pub(crate) const STATE_CHECK_EVERY: u64 = 4096;
 
 impl SlotState {
     pub fn new(index: usize) -> Self {
@@ -194,13 +191,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         profile: Vec::new(),
         events: Vec::new(),
     };
-    let mut outcome = Ok(());
-    for start in inv.starts {
-        outcome = w.walk(start).await;
-        if outcome.is_err() {
-            break;
-        }
-    }
+    let outcome = w.walk_all(inv.starts).await;
     let disposition = match outcome {
         Ok(()) | Err(WalkError::JobEnded) => Disposition::Ack,
         Err(WalkError::Task {
@@ -287,87 +278,23 @@ async fn job_ctx<S: Store, P: Proxy>(
     Ok(Some(ctx))
 }
 
-struct Walker<'a, S, P> {
-    svc: &'a Services<S, P>,
+/// Walks one invocation; the walk itself is in [`crate::frontier`].
+pub(crate) struct Walker<'a, S, P> {
+    pub(crate) svc: &'a Services<S, P>,
     slot: &'a mut SlotState,
     /// Where a redelivered invocation notes the task it is about to run.
     breadcrumb: Option<ObjectKey>,
     ctx: Arc<JobCtx>,
-    plan: Arc<JobPlan>,
-    stats: WalkStats,
+    pub(crate) plan: Arc<JobPlan>,
+    pub(crate) stats: WalkStats,
     /// Per DAG function: what this invocation measured.
     profile: Vec<FnProfile>,
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
 }
 
 impl<S: Store, P: Proxy> Walker<'_, S, P> {
-    async fn walk(&mut self, start: Start) -> Result<(), WalkError> {
-        let plan = self.plan.clone();
-        let dag = &plan.dag;
-        let mut cur = start.task;
-        if cur.get() >= dag.len() {
-            return Err(WalkError::Backend {
-                retryable: false,
-                error: format!("invocation names task {cur}, but the job has {}", dag.len()),
-            });
-        }
-        let mut known: Vec<(TaskIdx, Value)> = Vec::with_capacity(start.inputs.len().max(1));
-        for KnownInput { from, payload } in start.inputs {
-            let v = self.resolve(cur, from, payload).await?;
-            known.push((from, v));
-        }
-        loop {
-            let inputs = self.gather_inputs(cur, &mut known).await?;
-            let out = self.run_task(cur, inputs).await?;
-            self.stats.tasks += 1;
-            if self.stats.tasks.is_multiple_of(STATE_CHECK_EVERY) {
-                self.check_running().await?;
-            }
-            let kids = dag.children(cur);
-            let mut payload = None;
-            if kids.is_empty() || dag.is_output(cur) {
-                let p = if dag.is_output(cur) {
-                    Some(self.payload(cur, &out, &mut payload).await?)
-                } else {
-                    None
-                };
-                self.events.push(Event::TaskResult {
-                    task: cur,
-                    sink: kids.is_empty(),
-                    payload: p,
-                });
-            }
-            let next = match kids {
-                [] => None,
-                [c] if dag.needed(c.task) == 1 => Some(c.task),
-                [c] => {
-                    let p = self.payload(cur, &out, &mut payload).await?;
-                    self.svc
-                        .store
-                        .put_outputs(&plan.job, vec![(cur, p)])
-                        .await?;
-                    let req = ArrivalReq {
-                        child: c.task,
-                        pos: c.pos,
-                        needed: dag.needed(c.task),
-                    };
-                    let a = self.svc.store.record_arrivals(&plan.job, &[req]).await?;
-                    a.first().filter(|a| a.completes()).map(|_| c.task)
-                }
-                _ => self.fan_out(cur, &out, &mut payload).await?,
-            };
-            match next {
-                Some(c) => {
-                    known.push((cur, out));
-                    cur = c;
-                }
-                None => return Ok(()),
-            }
-        }
-    }
-
     /// The output as it travels: inline up to P, else put once in the object store.
-    async fn payload(
+    pub(crate) async fn payload(
         &mut self,
         t: TaskIdx,
         out: &Value,
@@ -400,176 +327,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         Ok(p)
     }
 
-    /// Decides a fan-out; returns the child to become, if one is ready.
-    async fn fan_out(
-        &mut self,
-        cur: TaskIdx,
-        out: &Value,
-        cached: &mut Option<Payload>,
-    ) -> Result<Option<TaskIdx>, WalkError> {
-        let plan = self.plan.clone();
-        let dag = &plan.dag;
-        let kids = dag.children(cur);
-        let payload = self.payload(cur, out, cached).await?;
-        if kids.iter().any(|c| dag.needed(c.task) > 1) {
-            // Write before count: a fan-in child's last parent reads this.
-            self.svc
-                .store
-                .put_outputs(&plan.job, vec![(cur, payload.clone())])
-                .await?;
-        }
-        let preferred = plan.schedule.become_pos(cur);
-        if plan.schedule.use_proxy(dag, cur) {
-            // Become the preferred child when it needs nothing else; the proxy takes the rest.
-            let become_pos = preferred.filter(|&p| dag.needed(kids[p].task) == 1);
-            let children: Vec<Child> = kids
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| Some(*i) != become_pos)
-                .map(|(_, c)| *c)
-                .collect();
-            self.svc
-                .proxy
-                .fan_out(FanOutRequest {
-                    job: plan.job.clone(),
-                    parent: cur,
-                    payload,
-                    children,
-                })
-                .await?;
-            self.stats.proxy_fanouts += 1;
-            return Ok(become_pos.map(|p| kids[p].task));
-        }
-        let reqs: Vec<ArrivalReq> = kids
-            .iter()
-            .filter(|c| dag.needed(c.task) > 1)
-            .map(|c| ArrivalReq {
-                child: c.task,
-                pos: c.pos,
-                needed: dag.needed(c.task),
-            })
-            .collect();
-        let arrivals = if reqs.is_empty() {
-            Vec::new()
-        } else {
-            self.svc.store.record_arrivals(&plan.job, &reqs).await?
-        };
-        let mut completes = arrivals.iter().map(|a| a.completes());
-        let ready: Vec<usize> = kids
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| dag.needed(c.task) == 1 || completes.next() == Some(true))
-            .map(|(i, _)| i)
-            .collect();
-        let become_pos = preferred
-            .filter(|p| ready.contains(p))
-            .or_else(|| ready.first().copied());
-        let others: Vec<TaskIdx> = ready
-            .iter()
-            .filter(|&&i| Some(i) != become_pos)
-            .map(|&i| kids[i].task)
-            .collect();
-        if !others.is_empty() {
-            self.send(cur, &payload, &others).await?;
-        }
-        Ok(become_pos.map(|p| kids[p].task))
-    }
-
-    /// Sends ready children as invocations, batched, carrying the parent's output.
-    async fn send(
-        &mut self,
-        from: TaskIdx,
-        payload: &Payload,
-        tasks: &[TaskIdx],
-    ) -> Result<(), WalkError> {
-        let plan = self.plan.clone();
-        let mut by_class: [Vec<TaskIdx>; 2] = [Vec::new(), Vec::new()];
-        for &t in tasks {
-            by_class[class_of(&plan, t) as usize].push(t);
-        }
-        for (class, list) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(by_class) {
-            if list.is_empty() {
-                continue;
-            }
-            let invs: Vec<Invocation> = list
-                .chunks(plan.config.chunk_size(list.len()))
-                .map(|group| Invocation {
-                    job: plan.job.clone(),
-                    starts: group
-                        .iter()
-                        .map(|&task| Start {
-                            task,
-                            inputs: vec![KnownInput {
-                                from,
-                                payload: payload.clone(),
-                            }],
-                        })
-                        .collect(),
-                })
-                .collect();
-            self.stats.invocations_sent += invs.len() as u32;
-            self.svc.store.push(class, invs).await?;
-        }
-        Ok(())
-    }
-
-    /// The task's inputs: dependency outputs in order (from memory first, then the store),
-    /// then its args. Empties `known`.
-    async fn gather_inputs(
+    /// A payload as a value (fetching a large object through the proxy).
+    pub(crate) async fn resolve(
         &mut self,
         t: TaskIdx,
-        known: &mut Vec<(TaskIdx, Value)>,
-    ) -> Result<Vec<Value>, WalkError> {
-        let plan = self.plan.clone();
-        let dag = &plan.dag;
-        let deps = dag.deps(t);
-        let args = dag.args(t);
-        let mut inputs = Vec::with_capacity(deps.len() + args.len());
-        // The chain case: the only input is the one in hand; move it.
-        if let ([d], [(k, _)]) = (deps, known.as_slice())
-            && d == k
-            && let Some((_, v)) = known.pop()
-        {
-            inputs.push(v);
-        }
-        if inputs.len() < deps.len() {
-            let missing: Vec<TaskIdx> = deps
-                .iter()
-                .filter(|d| !known.iter().any(|(k, _)| k == *d))
-                .copied()
-                .collect();
-            let mut fetched = Vec::with_capacity(missing.len());
-            if !missing.is_empty() {
-                let got = self.svc.store.get_outputs(&plan.job, &missing).await?;
-                for (&d, p) in missing.iter().zip(got) {
-                    let Some(p) = p else {
-                        return Err(WalkError::Backend {
-                            retryable: true,
-                            error: format!(
-                                "task {}: the output of dependency {} is not in the store",
-                                dag.id(t),
-                                dag.id(d)
-                            ),
-                        });
-                    };
-                    fetched.push(self.resolve(t, d, p).await?);
-                }
-            }
-            let mut fetched = fetched.into_iter();
-            for d in deps {
-                match known.iter().find(|(k, _)| k == d) {
-                    Some((_, v)) => inputs.push(v.clone()),
-                    None => inputs.push(fetched.next().unwrap_or_default()),
-                }
-            }
-        }
-        known.clear();
-        inputs.extend(args.iter().cloned());
-        Ok(inputs)
-    }
-
-    /// A payload as a value (fetching a large object through the proxy).
-    async fn resolve(&mut self, t: TaskIdx, from: TaskIdx, p: Payload) -> Result<Value, WalkError> {
+        from: TaskIdx,
+        p: Payload,
+    ) -> Result<Value, WalkError> {
         match p {
             Payload::Inline(v) => Ok(v),
             Payload::Object(key) => {
@@ -596,7 +360,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     }
 
     /// Runs the task's function with its retries.
-    async fn run_task(&mut self, t: TaskIdx, inputs: Vec<Value>) -> Result<Value, WalkError> {
+    pub(crate) async fn run_task(
+        &mut self,
+        t: TaskIdx,
+        inputs: Vec<Value>,
+    ) -> Result<Value, WalkError> {
         let plan = self.plan.clone();
         let dag = &plan.dag;
         let fi = dag.func_of(t);
@@ -663,7 +431,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         }
     }
 
-    async fn check_running(&self) -> Result<(), WalkError> {
+    pub(crate) async fn check_running(&self) -> Result<(), WalkError> {
         match self.svc.store.job_state(&self.plan.job).await? {
             JobState::Running => Ok(()),
             _ => Err(WalkError::JobEnded),
