@@ -2,12 +2,17 @@
 //!
 //! Benchmarks for rukong:
 //! - the end-to-end harness `rukong-e2e` (`src/bin/e2e.rs`), which runs the standard
-//!   workloads on one warm embedded deployment and reports wall-clock statistics;
+//!   workloads on one warm embedded deployment (or, with `--mode cluster`, on a loopback
+//!   cluster started with `rukong up`, see [`cluster`]) and reports wall-clock statistics;
 //! - criterion micro-benchmarks under `benches/` (validation and scheduling, MessagePack
 //!   encoding, in-memory fan-in records).
 //!
 //! This library holds what the harness needs that is worth testing on its own: workload-name
-//! parsing, command-line parsing, summary statistics and the output check.
+//! parsing, command-line parsing, summary statistics, the output checks, Redis
+//! `INFO commandstats` parsing ([`redis_stats`]) and the cluster-mode runner ([`cluster`]).
+
+pub mod cluster;
+pub mod redis_stats;
 
 use anyhow::{Context, Result, bail};
 use rukong_client::workloads::Workload;
@@ -16,6 +21,32 @@ use std::time::Duration;
 
 /// The embedded-mode throughput target for tree reduction N = 65,536 (tasks per second).
 pub const TARGET_TASKS_PER_SEC: f64 = 500_000.0;
+
+/// The cluster-mode per-task target for tree reduction N = 65,536 and fan-out/fan-in
+/// W = 100,000 (microseconds per task at the median wall; 33,333 tasks/s).
+pub const CLUSTER_TARGET_US_PER_TASK: f64 = 30.0;
+
+/// The cluster-mode target for chain L = 10,000: median wall under this many milliseconds.
+pub const CLUSTER_TARGET_CHAIN_MS: f64 = 200.0;
+
+/// Where the workloads run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// One in-process [`Local`](rukong_client::Local) deployment (in-memory store).
+    #[default]
+    Embedded,
+    /// A loopback cluster (`rukong up`: Redis, proxy, engine, executor processes).
+    Cluster,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Embedded => "embedded",
+            Mode::Cluster => "cluster",
+        }
+    }
+}
 
 /// The workloads the harness runs when none is named: tree reduction N = 1,024 and 65,536,
 /// fan-out/fan-in W = 10,000 and 100,000, chain L = 10,000.
@@ -99,20 +130,37 @@ pub struct Args {
     pub slots: Option<usize>,
     pub json: Option<String>,
     pub help: bool,
+    pub mode: Mode,
+    /// Cluster mode: executor processes.
+    pub executors: usize,
+    /// Cluster mode: the `rukong` binary; `None`: the one next to this executable.
+    pub rukong: Option<String>,
+    /// Cluster mode: the pause between two job-status polls, in milliseconds.
+    pub poll_ms: u64,
 }
 
 pub const USAGE: &str = "\
-usage: rukong-e2e [--workload NAME]... [--repeats N] [--warmup N] [--slots N] [--json FILE]
+usage: rukong-e2e [--mode embedded|cluster] [--workload NAME]... [--repeats N] [--warmup N]
+                  [--slots N] [--json FILE] [--executors N] [--rukong PATH] [--poll-ms MS]
 
-Runs each workload on one warm embedded rukong deployment (engine, executor and proxy in
-this process, in-memory store), checks every run's outputs, and prints wall-clock statistics.
+Runs each workload on one warm rukong deployment, checks every run's outputs, and prints
+wall-clock statistics.
+  embedded: engine, executor and proxy in this process, in-memory store.
+  cluster:  a private redis-server plus `rukong up` (proxy, engine, N executor processes) on
+            loopback; jobs are submitted over HTTP; also counts Redis commands per task
+            (INFO commandstats). Needs redis-server and the `rukong` binary.
 
+  --mode MODE      embedded (default) or cluster
   --workload NAME  tree:N | fanout:W | chain:L | blob:PxS | diamond (repeatable)
                    default: tree:1024 tree:65536 fanout:10000 fanout:100000 chain:10000
   --repeats N      timed runs per workload (default 10)
   --warmup N       untimed runs per workload first (default 2)
-  --slots N        executor slots (default: one per core)
+  --slots N        embedded: executor slots (default: one per core);
+                   cluster: slots per executor process (default 1)
   --json FILE      also write every number as JSON to FILE
+  --executors N    cluster: executor processes (default 2)
+  --rukong PATH    cluster: the rukong binary (default: `rukong` next to this executable)
+  --poll-ms MS     cluster: pause between job-status polls (default 2)
 ";
 
 /// Parses the arguments after the program name. `--opt value` and `--opt=value` both work.
@@ -128,7 +176,12 @@ where
         slots: None,
         json: None,
         help: false,
+        mode: Mode::Embedded,
+        executors: 2,
+        rukong: None,
+        poll_ms: 2,
     };
+    let mut cluster_only: Option<String> = None;
     let mut it = args.into_iter().map(Into::into);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -150,8 +203,33 @@ where
             "--slots" => out.slots = Some(parse_count(&value()?).context("--slots")?),
             "--json" => out.json = Some(value()?),
             "--help" | "-h" => out.help = true,
+            "--mode" => {
+                out.mode = match value()?.trim().to_ascii_lowercase().as_str() {
+                    "embedded" => Mode::Embedded,
+                    "cluster" => Mode::Cluster,
+                    m => bail!("--mode: `{m}` is neither `embedded` nor `cluster`"),
+                }
+            }
+            "--executors" => {
+                out.executors = parse_count(&value()?).context("--executors")?;
+                cluster_only.get_or_insert(flag.clone());
+            }
+            "--rukong" => {
+                out.rukong = Some(value()?);
+                cluster_only.get_or_insert(flag.clone());
+            }
+            "--poll-ms" => {
+                out.poll_ms = parse_number(&value()?).context("--poll-ms")? as u64;
+                cluster_only.get_or_insert(flag.clone());
+            }
             _ => bail!("unknown argument `{arg}`\n\n{USAGE}"),
         }
+    }
+    if let Some(flag) = cluster_only
+        && out.mode != Mode::Cluster
+        && !out.help
+    {
+        bail!("{flag} only applies to --mode cluster");
     }
     if out.workloads.is_empty() {
         out.workloads = default_workloads();
@@ -203,6 +281,23 @@ pub fn check_outputs(got: &[(TaskId, Value)], expected: &[(TaskId, Value)]) -> R
         match got.iter().find(|(t, _)| t == id) {
             None => bail!("output `{id}` is missing (got {} outputs)", got.len()),
             Some((_, v)) if v != want => bail!("output `{id}` is {v:?}, expected {want:?}"),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a cluster job's outputs (the engine's `{task: value}` JSON map, values in the CLI's
+/// output form) against the expected ones, rendered with [`Value::to_output_json`].
+pub fn check_output_json(got: &serde_json::Value, expected: &[(TaskId, Value)]) -> Result<()> {
+    let Some(map) = got.as_object() else {
+        bail!("the outputs are not a JSON object: {got}");
+    };
+    for (id, want) in expected {
+        let want = want.to_output_json();
+        match map.get(id.as_str()) {
+            None => bail!("output `{id}` is missing (got {} outputs)", map.len()),
+            Some(v) if *v != want => bail!("output `{id}` is {v}, expected {want}"),
             Some(_) => {}
         }
     }
@@ -307,6 +402,54 @@ mod tests {
         assert!(parse_args(["--repeats"]).is_err());
         assert!(parse_args(["--repeats", "0"]).is_err());
         assert!(parse_args(["--bogus"]).is_err());
+        assert_eq!(a.mode, Mode::Embedded);
+    }
+
+    #[test]
+    fn cluster_args_parse() {
+        let a = parse_args(["--mode", "cluster"]).unwrap();
+        assert_eq!(
+            (a.mode, a.executors, a.rukong.as_deref(), a.poll_ms),
+            (Mode::Cluster, 2, None, 2)
+        );
+        let a = parse_args([
+            "--mode=cluster",
+            "--executors",
+            "4",
+            "--rukong",
+            "/x/rukong",
+            "--poll-ms=0",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.mode, a.executors, a.rukong.as_deref(), a.poll_ms),
+            (Mode::Cluster, 4, Some("/x/rukong"), 0)
+        );
+        // Flag order does not matter; cluster-only flags need --mode cluster.
+        assert!(parse_args(["--executors", "3", "--mode", "cluster"]).is_ok());
+        assert!(parse_args(["--executors", "3"]).is_err());
+        assert!(parse_args(["--rukong", "x"]).is_err());
+        assert!(parse_args(["--mode", "cluster", "--executors", "0"]).is_err());
+        assert!(parse_args(["--mode", "distributed"]).is_err());
+    }
+
+    #[test]
+    fn output_json_is_checked() {
+        let want = vec![
+            (TaskId::from("r"), Value::Int(3)),
+            (TaskId::from("b"), Value::Bytes(vec![1, 2].into())),
+        ];
+        let good = serde_json::json!({
+            "r": 3,
+            "b": Value::Bytes(vec![1, 2].into()).to_output_json(),
+            "extra": "ignored",
+        });
+        check_output_json(&good, &want).unwrap();
+        let wrong = serde_json::json!({"r": 4, "b": good["b"].clone()});
+        let err = check_output_json(&wrong, &want).unwrap_err();
+        assert!(err.to_string().contains("`r` is 4, expected 3"), "{err}");
+        assert!(check_output_json(&serde_json::json!({"r": 3}), &want).is_err());
+        assert!(check_output_json(&serde_json::json!([]), &want).is_err());
     }
 
     #[test]

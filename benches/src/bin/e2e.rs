@@ -1,5 +1,7 @@
-//! `rukong-e2e`: end-to-end throughput of the embedded deployment.
+//! `rukong-e2e`: end-to-end throughput of the embedded deployment, or (`--mode cluster`) of
+//! a loopback cluster; cluster mode lives in [`rukong_benches::cluster`].
 //!
+//! Embedded mode:
 //! One [`Local`] is started and reused for every run (a warm executor). Each workload's DAG
 //! is generated once; every run gets a clone, made outside the timed region. A run is timed
 //! two ways: the report's `wall` (submission — validation and scheduling included — to the
@@ -8,12 +10,13 @@
 //!
 //! ```text
 //! cargo run --release -p rukong-benches --bin rukong-e2e -- \
-//!     [--workload NAME]... [--repeats N] [--warmup N] [--slots N] [--json FILE]
+//!     [--mode embedded|cluster] [--workload NAME]... [--repeats N] [--warmup N] [--slots N]
+//!     [--json FILE] [--executors N] [--rukong PATH] [--poll-ms MS]
 //! ```
 
 use anyhow::{Context, Result, bail};
 use rukong_benches::{
-    Args, Summary, TARGET_TASKS_PER_SEC, USAGE, check_outputs, ms, parse_args, thousands,
+    Args, Mode, Summary, TARGET_TASKS_PER_SEC, USAGE, check_outputs, ms, parse_args, thousands,
 };
 use rukong_client::workloads::Workload;
 use rukong_client::{DagSpec, Local, LocalConfig};
@@ -64,6 +67,9 @@ fn real_main() -> Result<()> {
     if args.help {
         print!("{USAGE}");
         return Ok(());
+    }
+    if args.mode == Mode::Cluster {
+        return rukong_benches::cluster::main(&args);
     }
 
     let mut config = LocalConfig::default();
