@@ -159,6 +159,8 @@ impl EngineClient {
 
     /// Polls until the job ends, calling `on_progress(done, total)`. A store outage the
     /// engine reports (503) for longer than `outage_grace` ends the wait with that error.
+    /// So does an engine that cannot be reached (refused, reset, timed out: a transport
+    /// error) for longer than `outage_grace`, so that a wait survives an engine restart.
     pub fn wait(
         &self,
         job: &JobId,
@@ -178,7 +180,9 @@ impl EngineClient {
                         return Ok(s);
                     }
                 }
-                Err(e @ RemoteError::Http { status: 503, .. }) => {
+                Err(
+                    e @ (RemoteError::Http { status: 503, .. } | RemoteError::Transport { .. }),
+                ) => {
                     let since = *outage.get_or_insert_with(Instant::now);
                     if since.elapsed() >= outage_grace {
                         return Err(e);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, Options, TOKEN, json, temp_file};
+use common::cluster::{Cluster, Options, TOKEN, json, spin_tree, temp_file};
 use common::repo;
 use rukong_client::JobBuilder;
 use rukong_client::workloads::{Workload, blob_bytes, to_yaml};
@@ -90,32 +90,6 @@ fn the_cluster_runs_every_example_and_large_dags_exactly() {
         serde_json::json!({"bytes": n, "sha256": sha256_hex(&a)})
     );
     assert!(v["stats"]["objects_put"].as_u64().unwrap() >= 3);
-}
-
-/// 256 `spin` leaves summed by a tree of `add`s.
-fn spin_tree(leaves: usize, ms: i64) -> String {
-    let mut b = JobBuilder::new("spin-tree");
-    let mut level: Vec<String> = Vec::new();
-    for i in 0..leaves {
-        b.task(format!("c{i}"), "const").arg(i as i64);
-        b.task(format!("s{i}"), "spin").dep(format!("c{i}")).arg(ms);
-        level.push(format!("s{i}"));
-    }
-    let mut depth = 0;
-    while level.len() > 1 {
-        depth += 1;
-        level = level
-            .chunks(2)
-            .enumerate()
-            .map(|(j, p)| {
-                let id = format!("a{depth}_{j}");
-                b.task(id.as_str(), "add")
-                    .deps(p.iter().map(String::as_str));
-                id
-            })
-            .collect();
-    }
-    to_yaml(&b.build())
 }
 
 #[test]

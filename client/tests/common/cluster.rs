@@ -39,6 +39,8 @@ impl Default for Options {
 pub struct Cluster {
     pub redis: RedisServer,
     pub engine_url: String,
+    /// The engine's listen address (`host:port`); a restarted engine listens here again.
+    pub engine_addr: String,
     pub proxy_addr: String,
     pub opts: Options,
     pub proxy: Option<Supervised>,
@@ -58,6 +60,7 @@ impl Cluster {
         let mut c = Cluster {
             redis,
             engine_url: format!("http://{engine_addr}"),
+            engine_addr,
             proxy_addr,
             opts,
             proxy: None,
@@ -65,7 +68,7 @@ impl Cluster {
             executors: Vec::new(),
         };
         c.proxy = Some(c.spawn("kvproxy", &["kvproxy"]));
-        c.engine = Some(c.spawn("engine", &["engine", "--listen", &engine_addr]));
+        c.engine = Some(c.spawn_engine());
         for i in 0..c.opts.executors {
             let e = c.spawn_executor(i);
             c.executors.push(Some(e));
@@ -109,6 +112,10 @@ impl Cluster {
         Supervised::spawn(name, &mut self.command(sub)).unwrap()
     }
 
+    fn spawn_engine(&self) -> Supervised {
+        self.spawn("engine", &["engine", "--listen", &self.engine_addr])
+    }
+
     pub fn spawn_executor(&self, i: usize) -> Supervised {
         let id = format!("test-exec-{i}-{}", free_port().unwrap());
         let slots = self.opts.slots.to_string();
@@ -147,15 +154,72 @@ impl Cluster {
 
     /// SIGKILLs executor `i` (no clean shutdown: its invocations stay pending).
     pub fn kill_executor(&mut self, i: usize) {
-        if let Some(mut e) = self.executors[i].take() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &e.pid().to_string()])
-                .status();
-            let t0 = Instant::now();
-            while e.exited().is_none() && t0.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        sigkill(self.executors[i].take());
+    }
+
+    /// SIGKILLs the engine (no clean shutdown); its port is free once this returns.
+    pub fn kill_engine(&mut self) {
+        sigkill(self.engine.take());
+    }
+
+    /// Starts an engine on the same address as before and waits until it answers
+    /// `/healthz` (it binds only after replaying the stored jobs).
+    pub fn start_engine(&mut self) {
+        assert!(self.engine.is_none(), "the engine is already running");
+        let mut e = self.spawn_engine();
+        let client =
+            EngineClient::new(&self.engine_url, Some(TOKEN.into()), Duration::from_secs(2));
+        let t0 = Instant::now();
+        while client.healthz().is_err() {
+            assert!(
+                e.exited().is_none(),
+                "the restarted engine exited: {:?}",
+                e.exited()
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the restarted engine did not answer within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+        self.engine = Some(e);
+    }
+
+    /// SIGKILLs the engine and starts a new one on the same address.
+    pub fn restart_engine(&mut self) {
+        self.kill_engine();
+        self.start_engine();
+    }
+
+    /// SIGKILLs the proxy (no clean shutdown: requests in flight are cut off).
+    pub fn kill_proxy(&mut self) {
+        sigkill(self.proxy.take());
+    }
+
+    /// Starts a proxy on the same address as before and waits until it accepts connections.
+    pub fn start_proxy(&mut self) {
+        assert!(self.proxy.is_none(), "the proxy is already running");
+        let mut p = self.spawn("kvproxy", &["kvproxy"]);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(&self.proxy_addr).is_err() {
+            assert!(
+                p.exited().is_none(),
+                "the restarted proxy exited: {:?}",
+                p.exited()
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the restarted proxy did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.proxy = Some(p);
+    }
+
+    /// SIGKILLs the proxy and starts a new one on the same address.
+    pub fn restart_proxy(&mut self) {
+        self.kill_proxy();
+        self.start_proxy();
     }
 
     /// `rukong run FILE --engine URL --json [extra]`.
@@ -184,6 +248,38 @@ impl Cluster {
     }
 }
 
+/// SIGKILLs `p` (if any) and waits, up to 5 s, until it has exited.
+fn sigkill(p: Option<Supervised>) {
+    if let Some(mut p) = p {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.pid().to_string()])
+            .status();
+        let t0 = Instant::now();
+        while p.exited().is_none() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Waits for a spawned `rukong run` (or any child with piped output) for at most `limit`;
+/// past it, SIGKILLs the child and panics.
+pub fn finish_within(child: std::process::Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("the child {pid} did not finish within {limit:?}");
+        }
+    }
+}
+
 /// Parses a `--json` run's stdout.
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -207,4 +303,30 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// `leaves` `spin` leaves (each returning its index after `ms`) summed by a tree of `add`s.
+pub fn spin_tree(leaves: usize, ms: i64) -> String {
+    let mut b = rukong_client::JobBuilder::new("spin-tree");
+    let mut level: Vec<String> = Vec::new();
+    for i in 0..leaves {
+        b.task(format!("c{i}"), "const").arg(i as i64);
+        b.task(format!("s{i}"), "spin").dep(format!("c{i}")).arg(ms);
+        level.push(format!("s{i}"));
+    }
+    let mut depth = 0;
+    while level.len() > 1 {
+        depth += 1;
+        level = level
+            .chunks(2)
+            .enumerate()
+            .map(|(j, p)| {
+                let id = format!("a{depth}_{j}");
+                b.task(id.as_str(), "add")
+                    .deps(p.iter().map(String::as_str));
+                id
+            })
+            .collect();
+    }
+    rukong_client::workloads::to_yaml(&b.build())
 }
