@@ -80,7 +80,7 @@ impl<S: Store, P: Proxy> Handler<Pull> for Slot<S, P> {
                 {
                     Ok(d) => {
                         if !d.is_empty() {
-                            tracing::warn!(consumer = %consumer, count = d.len(), "reclaimed invocations of a silent executor");
+                            tracing::warn!(consumer = %consumer, count = d.len(), "reclaimed invocations idle past the visibility timeout (a dead executor, or a retry left for redelivery)");
                         }
                         deliveries = d;
                     }
