@@ -10,11 +10,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Tests start their own redis-server on free loopback ports, and validate docker-compose.yml
-# offline with docker-compose. Install what is missing (Debian).
+# Tests start their own redis-server on free loopback ports, validate docker-compose.yml
+# offline with docker-compose, and render `rukong graph` through Graphviz. Install what is
+# missing (Debian).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing ${missing[*]} (needed by the tests)" >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else

@@ -14,6 +14,7 @@
 
 pub mod builder;
 pub mod cli;
+pub mod graph;
 pub mod local;
 pub mod output;
 pub mod remote;

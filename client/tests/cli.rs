@@ -195,3 +195,29 @@ fn gpu_and_conditional_tasks_are_rejected_clearly() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn graph_draws_the_dag_as_dot_and_svg() {
+    let file = repo("examples/diamond.yaml");
+    let out = rukong(&["graph", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph \"diamond\""), "{dot}");
+    for edge in [
+        "\"a\" -> \"b\"",
+        "\"a\" -> \"c\"",
+        "\"b\" -> \"d\"",
+        "\"c\" -> \"d\"",
+    ] {
+        assert!(dot.contains(edge), "{edge} in {dot}");
+    }
+    // Graphviz renders it (scripts/test.sh installs graphviz).
+    let out = rukong(&["graph", file.to_str().unwrap(), "--format", "svg"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("<svg"));
+    let bad = data("invalid/cycle-2.json");
+    assert_eq!(
+        rukong(&["graph", bad.to_str().unwrap()]).status.code(),
+        Some(2)
+    );
+}

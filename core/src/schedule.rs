@@ -106,6 +106,29 @@ pub fn schedule(dag: &Dag, proxy_fanout: u32) -> Schedule {
     }
 }
 
+/// For each task, the index (in [`Dag::sources`]) of the source whose depth-first search
+/// planned it: the same shared-visited-set order as [`schedule`]. Used to draw schedules.
+pub fn claims(dag: &Dag) -> Vec<u32> {
+    let mut owner = vec![u32::MAX; dag.len()];
+    let mut stack = Vec::new();
+    for (k, &s) in dag.sources().iter().enumerate() {
+        if owner[s.get()] != u32::MAX {
+            continue;
+        }
+        owner[s.get()] = k as u32;
+        stack.push(s);
+        while let Some(t) = stack.pop() {
+            for c in dag.children(t).iter().rev() {
+                if owner[c.task.get()] == u32::MAX {
+                    owner[c.task.get()] = k as u32;
+                    stack.push(c.task);
+                }
+            }
+        }
+    }
+    owner
+}
+
 /// One source's static schedule: every task reachable from it, in depth-first order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticSchedule {
@@ -156,6 +179,17 @@ mod tests {
     }
     fn names(d: &Dag, ts: impl IntoIterator<Item = TaskIdx>) -> Vec<String> {
         ts.into_iter().map(|t| d.id(t).to_string()).collect()
+    }
+
+    #[test]
+    fn claims_follow_the_shared_depth_first_order() {
+        let d = dag(
+            "tasks: [{id: s1, fn: const}, {id: s2, fn: const}, {id: x, fn: add, deps: [s1, s2]}, {id: z, fn: identity, deps: [s2]}]",
+        );
+        let c = claims(&d);
+        assert_eq!(c[idx(&d, "x").get()], 0, "s1 reaches x first");
+        assert_eq!(c[idx(&d, "z").get()], 1);
+        assert_eq!(c[idx(&d, "s2").get()], 1);
     }
 
     #[test]

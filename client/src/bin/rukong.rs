@@ -37,6 +37,15 @@ enum Command {
     Run(RunArgs),
     /// Check a DAG file without running it.
     Validate { file: PathBuf },
+    /// Draw a DAG (Graphviz DOT, or SVG through Graphviz), coloured by static schedule.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// Out-degree at which fan-outs go through the proxy (drawn with a double border).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+        proxy_fanout: u32,
+    },
     /// Show a cluster job's state (`GET /jobs/{id}`).
     Status {
         job: String,
@@ -189,6 +198,12 @@ enum GenWorkload {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GraphFormat {
+    Dot,
+    Svg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
     Yaml,
     Json,
@@ -222,6 +237,11 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate_file(&file),
         Command::Gen { workload, format } => generate(workload.into(), format),
         Command::Status { job, engine, token } => status(&job, &engine, token),
+        Command::Graph {
+            file,
+            format,
+            proxy_fanout,
+        } => graph(&file, format, proxy_fanout),
         Command::Engine {
             common,
             listen,
@@ -663,4 +683,32 @@ fn invalid_remote(file: &Path, e: &RemoteError) -> ExitCode {
         e => eprintln!("error: {}: {e}", file.display()),
     }
     ExitCode::from(EXIT_INVALID)
+}
+
+fn graph(file: &Path, format: GraphFormat, proxy_fanout: u32) -> ExitCode {
+    let spec = match read_spec(file) {
+        Ok(s) => s,
+        Err(e) => return invalid(file, &e),
+    };
+    let registry = Registry::with_builtins();
+    let dag = match validate(spec, &Limits::default(), &|f| registry.contains(f)) {
+        Ok(d) => d,
+        Err(e) => return invalid(file, &e),
+    };
+    let schedule = rukong_core::schedule::schedule(&dag, proxy_fanout);
+    let dot = rukong_client::graph::to_dot(&dag, &schedule);
+    let bytes = match format {
+        GraphFormat::Dot => dot.into_bytes(),
+        GraphFormat::Svg => match rukong_client::graph::dot_to_svg(&dot) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if std::io::stdout().lock().write_all(&bytes).is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
