@@ -18,6 +18,7 @@ pub mod graph;
 pub mod local;
 pub mod output;
 pub mod remote;
+pub mod timeline;
 pub mod workloads;
 
 pub use builder::{JobBuilder, TaskBuilder};

@@ -104,6 +104,18 @@ impl WalkStats {
     }
 }
 
+/// One task's run on one slot, for timelines (recorded only when the job asks for a trace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub task: TaskIdx,
+    /// Start, in microseconds since the Unix epoch (wall clock, so that spans from several
+    /// processes on one host line up).
+    pub start_us: u64,
+    pub dur_us: u64,
+    /// The function's `init` ran first (a cold start); `init_us` is part of `dur_us`.
+    pub init_us: u64,
+}
+
 /// A per-job event (DESIGN §5). The stream is durable and read by cursor; the engine and
 /// clients never rely on a notification alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,6 +136,8 @@ pub enum Event {
     },
     /// One invocation's work, for progress and stats.
     Progress(WalkStats),
+    /// The spans one slot ran (traced jobs only).
+    Trace { slot: String, spans: Vec<Span> },
 }
 
 /// Where a job stands.

@@ -17,6 +17,9 @@ pub struct JobConfig {
     pub max_starts_per_invocation: usize,
     /// The number of executor slots the work is spread over (for batching).
     pub slots_hint: usize,
+    /// Record a span per task (for timelines); off by default, and free when off.
+    #[serde(default)]
+    pub trace: bool,
 }
 
 impl Default for JobConfig {
@@ -26,6 +29,7 @@ impl Default for JobConfig {
             proxy_fanout: crate::schedule::DEFAULT_PROXY_FANOUT,
             max_starts_per_invocation: 256,
             slots_hint: 2,
+            trace: false,
         }
     }
 }

@@ -72,6 +72,20 @@ pub struct JobReport {
     pub stats: WalkStats,
     /// From submission (validation included) to the job's end.
     pub wall: Duration,
+    /// One entry per task run, for traced jobs (`JobConfig::trace`); empty otherwise.
+    pub trace: Vec<TracedTask>,
+}
+
+/// One task's run, as a timeline draws it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracedTask {
+    pub task: TaskId,
+    pub func: String,
+    pub slot: String,
+    pub start_us: u64,
+    pub dur_us: u64,
+    pub init_us: u64,
+    pub deps: Vec<TaskId>,
 }
 
 impl JobReport {
@@ -327,6 +341,19 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 outputs.push((id, v));
             }
         }
+        let trace = tracker
+            .spans()
+            .iter()
+            .map(|(slot, s)| TracedTask {
+                task: plan.dag.id(s.task).clone(),
+                func: plan.dag.func_name(s.task).to_owned(),
+                slot: slot.clone(),
+                start_us: s.start_us,
+                dur_us: s.dur_us,
+                init_us: s.init_us,
+                deps: plan.dag.deps(s.task).iter().map(|&d| plan.dag.id(d).clone()).collect(),
+            })
+            .collect();
         Ok(JobReport {
             job: job.clone(),
             name: plan.dag.name().to_owned(),
@@ -335,6 +362,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             tasks: tracker.tasks_done(),
             stats: tracker.stats().clone(),
             wall: started.elapsed(),
+            trace,
         })
     }
 

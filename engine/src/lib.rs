@@ -17,5 +17,7 @@ pub mod http;
 pub mod service;
 pub mod tracker;
 
-pub use engine::{Admission, Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
+pub use engine::{
+    Admission, Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError, TracedTask,
+};
 pub use service::{JobService, ServiceConfig};

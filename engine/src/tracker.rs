@@ -2,7 +2,7 @@
 //! whole view of a running job. Duplicated events (after a redelivered invocation) are
 //! harmless: results are deduplicated by task.
 
-use rukong_core::messages::{Event, JobState, Payload, WalkStats};
+use rukong_core::messages::{Event, JobState, Payload, Span, WalkStats};
 use rukong_core::{JobPlan, TaskIdx};
 use std::sync::Arc;
 
@@ -14,6 +14,8 @@ pub struct JobTracker {
     outputs: Vec<Option<Payload>>,
     stats: WalkStats,
     failure: Option<JobState>,
+    /// (slot, span) of traced jobs.
+    spans: Vec<(String, Span)>,
 }
 
 impl JobTracker {
@@ -26,6 +28,7 @@ impl JobTracker {
             outputs: vec![None; outs],
             stats: WalkStats::default(),
             failure: None,
+            spans: Vec::new(),
             plan,
         }
     }
@@ -43,6 +46,9 @@ impl JobTracker {
                 }
             }
             Event::Progress(s) => self.stats.merge(&s),
+            Event::Trace { slot, spans } => {
+                self.spans.extend(spans.into_iter().map(|s| (slot.clone(), s)));
+            }
         }
     }
 
@@ -76,6 +82,11 @@ impl JobTracker {
         } else {
             JobState::Running
         }
+    }
+
+    /// The spans of a traced job, with the slot that ran each.
+    pub fn spans(&self) -> &[(String, Span)] {
+        &self.spans
     }
 
     pub fn stats(&self) -> &WalkStats {

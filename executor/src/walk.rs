@@ -190,6 +190,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         stats: WalkStats::default(),
         profile: Vec::new(),
         events: Vec::new(),
+        spans: Vec::new(),
     };
     let outcome = w.walk_all(inv.starts).await;
     let disposition = match outcome {
@@ -290,6 +291,8 @@ pub(crate) struct Walker<'a, S, P> {
     /// Per DAG function: what this invocation measured.
     profile: Vec<FnProfile>,
     pub(crate) events: Vec<Event>,
+    /// Task spans, when the job is traced.
+    spans: Vec<rukong_core::messages::Span>,
 }
 
 impl<S: Store, P: Proxy> Walker<'_, S, P> {
@@ -383,6 +386,12 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 attempts: 1,
                 error: format!("init of {} failed: {e}", registry.name(f)),
             })?;
+        let traced_start = self.plan.config.trace.then(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+                .saturating_sub(cold.init.as_micros() as u64)
+        });
         if cold.happened {
             let us = cold.init.as_micros() as u64;
             self.stats.cold_starts += 1;
@@ -413,8 +422,17 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             let t0 = Instant::now();
             match call_once(func, state.as_ref(), args, timeout).await {
                 Ok(v) => {
-                    let p = &mut self.profile[fi];
-                    p.exec_us.record(t0.elapsed().as_micros() as u64);
+                    let exec_us = t0.elapsed().as_micros() as u64;
+                    self.profile[fi].exec_us.record(exec_us);
+                    if let Some(start_us) = traced_start {
+                        let init_us = cold.init.as_micros() as u64;
+                        self.spans.push(rukong_core::messages::Span {
+                            task: t,
+                            start_us,
+                            dur_us: init_us + exec_us,
+                            init_us: if cold.happened { init_us } else { 0 },
+                        });
+                    }
                     return Ok(v);
                 }
                 Err(e) if last => {
@@ -458,6 +476,12 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     async fn flush(&mut self) {
         let job = self.plan.job.clone();
         let mut events = std::mem::take(&mut self.events);
+        if !self.spans.is_empty() {
+            events.push(Event::Trace {
+                slot: format!("{}-s{}", self.svc.config.id, self.slot.index),
+                spans: std::mem::take(&mut self.spans),
+            });
+        }
         if self.stats.tasks > 0 {
             events.push(Event::Progress(std::mem::take(&mut self.stats)));
         }

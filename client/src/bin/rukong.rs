@@ -167,6 +167,9 @@ struct RunArgs {
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Trace the run and draw its timeline to this file (.svg, or .html for a page).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone, Copy)]
@@ -472,6 +475,7 @@ fn run(args: RunArgs) -> ExitCode {
     }
     config.engine.job.inline_limit = args.inline_limit;
     config.engine.job.proxy_fanout = args.proxy_fanout;
+    config.engine.job.trace = args.timeline.is_some();
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
         Some(t) => {
@@ -514,6 +518,19 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let slots = local.slots();
     drop(local);
+    if let Some(path) = &args.timeline {
+        let title = format!("{} ({})", report.name, report.job);
+        let html = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        let doc = if html {
+            rukong_client::timeline::render_html(&report.trace, &title)
+        } else {
+            rukong_client::timeline::render_svg(&report.trace, &title)
+        };
+        match std::fs::write(path, doc) {
+            Ok(()) => eprintln!("timeline: {} ({} task runs)", path.display(), report.trace.len()),
+            Err(e) => eprintln!("error: cannot write the timeline to {}: {e}", path.display()),
+        }
+    }
     if args.json {
         println!("{}", report_json(&report, slots));
     } else {
