@@ -221,3 +221,24 @@ fn graph_draws_the_dag_as_dot_and_svg() {
         Some(2)
     );
 }
+
+#[test]
+fn timeline_draws_every_task_on_its_slot() {
+    let dir = std::env::temp_dir().join(format!("rukong-cli-timeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("t.svg");
+    let html = dir.join("t.html");
+    let file = repo("examples/diamond.yaml");
+    for out_file in [&svg, &html] {
+        let out = rukong(&["run", file.to_str().unwrap(), "--timeline", out_file.to_str().unwrap(), "--slots", "2"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg"), "{s}");
+    for task in ["a", "b", "c", "d"] {
+        assert!(s.contains(&format!("<title>{task} (")), "bar for {task}");
+    }
+    assert!(s.contains("critical path: d"), "the last task is on the critical path");
+    assert!(std::fs::read_to_string(&html).unwrap().starts_with("<!DOCTYPE html>"));
+    std::fs::remove_dir_all(&dir).ok();
+}
