@@ -42,13 +42,10 @@ pub fn to_dot(dag: &Dag, schedule: &Schedule) -> String {
         };
         let _ = writeln!(
             s,
-            "  {} [label={}, fillcolor=\"{color}\"{extra}];",
+            "  {} [label=\"{}\\n{}\", fillcolor=\"{color}\"{extra}];",
             quote(dag.id(t).as_str()),
-            format!(
-                "\"{}\\n{}\"",
-                escape(dag.id(t).as_str()),
-                escape(dag.func_name(t))
-            )
+            escape(dag.id(t).as_str()),
+            escape(dag.func_name(t))
         );
     }
     for t in dag.tasks() {
@@ -104,7 +101,7 @@ mod tests {
         for i in 0..10 {
             y.push_str(&format!(", {{id: c{i}, fn: identity, deps: [s]}}"));
         }
-        y.push_str("]");
+        y.push(']');
         let dag = validate(
             DagSpec::from_yaml_str(&y).unwrap(),
             &Limits::default(),

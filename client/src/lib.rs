@@ -19,6 +19,7 @@ pub mod local;
 pub mod output;
 pub mod remote;
 pub mod timeline;
+pub mod wfformat;
 pub mod workloads;
 
 pub use builder::{JobBuilder, TaskBuilder};

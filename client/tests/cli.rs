@@ -230,7 +230,14 @@ fn timeline_draws_every_task_on_its_slot() {
     let html = dir.join("t.html");
     let file = repo("examples/diamond.yaml");
     for out_file in [&svg, &html] {
-        let out = rukong(&["run", file.to_str().unwrap(), "--timeline", out_file.to_str().unwrap(), "--slots", "2"]);
+        let out = rukong(&[
+            "run",
+            file.to_str().unwrap(),
+            "--timeline",
+            out_file.to_str().unwrap(),
+            "--slots",
+            "2",
+        ]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     let s = std::fs::read_to_string(&svg).unwrap();
@@ -238,7 +245,46 @@ fn timeline_draws_every_task_on_its_slot() {
     for task in ["a", "b", "c", "d"] {
         assert!(s.contains(&format!("<title>{task} (")), "bar for {task}");
     }
-    assert!(s.contains("critical path: d"), "the last task is on the critical path");
-    assert!(std::fs::read_to_string(&html).unwrap().starts_with("<!DOCTYPE html>"));
+    assert!(
+        s.contains("critical path: d"),
+        "the last task is on the critical path"
+    );
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .starts_with("<!DOCTYPE html>")
+    );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn import_wfformat_prints_a_dag_that_runs() {
+    let file = data("wfformat/montage-small.json");
+    let out = rukong(&[
+        "import",
+        "wfformat",
+        file.to_str().unwrap(),
+        "--time-scale",
+        "0.0001",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rukong"))
+        .args(["run", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let run = child.wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["stats"]["tasks"], 2 * 58);
+    let bad = data("invalid/cycle-2.json");
+    assert_eq!(
+        rukong(&["import", "wfformat", bad.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
 }

@@ -46,6 +46,11 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
         proxy_fanout: u32,
     },
+    /// Convert a workflow from another system into a rukong DAG (YAML on stdout).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Show a cluster job's state (`GET /jobs/{id}`).
     Status {
         job: String,
@@ -200,6 +205,27 @@ enum GenWorkload {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ImportFrom {
+    /// A WfCommons (WfFormat JSON) workflow instance: each task becomes a `sleep` (or `spin`)
+    /// of its scaled runtime that passes on a blob of its scaled output size.
+    Wfformat {
+        file: PathBuf,
+        /// Milliseconds of sleep per millisecond of the instance's runtime.
+        #[arg(long, default_value_t = 0.001)]
+        time_scale: f64,
+        /// Blob bytes per byte of a task's output files.
+        #[arg(long, default_value_t = 0.001)]
+        size_scale: f64,
+        /// Burn CPU (`spin`) instead of sleeping.
+        #[arg(long)]
+        spin: bool,
+        /// Largest blob per task, in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_blob: usize,
+    },
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum GraphFormat {
     Dot,
@@ -240,6 +266,16 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate_file(&file),
         Command::Gen { workload, format } => generate(workload.into(), format),
         Command::Status { job, engine, token } => status(&job, &engine, token),
+        Command::Import {
+            from:
+                ImportFrom::Wfformat {
+                    file,
+                    time_scale,
+                    size_scale,
+                    spin,
+                    max_blob,
+                },
+        } => import_wfformat(&file, time_scale, size_scale, spin, max_blob),
         Command::Graph {
             file,
             format,
@@ -520,15 +556,25 @@ fn run(args: RunArgs) -> ExitCode {
     drop(local);
     if let Some(path) = &args.timeline {
         let title = format!("{} ({})", report.name, report.job);
-        let html = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        let html = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
         let doc = if html {
             rukong_client::timeline::render_html(&report.trace, &title)
         } else {
             rukong_client::timeline::render_svg(&report.trace, &title)
         };
         match std::fs::write(path, doc) {
-            Ok(()) => eprintln!("timeline: {} ({} task runs)", path.display(), report.trace.len()),
-            Err(e) => eprintln!("error: cannot write the timeline to {}: {e}", path.display()),
+            Ok(()) => eprintln!(
+                "timeline: {} ({} task runs)",
+                path.display(),
+                report.trace.len()
+            ),
+            Err(e) => eprintln!(
+                "error: cannot write the timeline to {}: {e}",
+                path.display()
+            ),
         }
     }
     if args.json {
@@ -728,4 +774,43 @@ fn graph(file: &Path, format: GraphFormat, proxy_fanout: u32) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+fn import_wfformat(
+    file: &Path,
+    time_scale: f64,
+    size_scale: f64,
+    spin: bool,
+    max_blob: usize,
+) -> ExitCode {
+    use rukong_client::wfformat::{ImportOptions, Mode, import};
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let opts = ImportOptions {
+        time_scale,
+        size_scale,
+        mode: if spin { Mode::Spin } else { Mode::Sleep },
+        max_blob,
+    };
+    match import(&text, &opts) {
+        Ok(spec) => {
+            if std::io::stdout()
+                .lock()
+                .write_all(to_yaml(&spec).as_bytes())
+                .is_err()
+            {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
 }
