@@ -18,13 +18,20 @@ const WIDTH: f64 = 1200.0;
 const LABEL: f64 = 170.0;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The tasks on the critical path: from the task that ended last, back through the
 /// dependency that ended last, to a task with no traced dependency.
 pub fn critical_path(trace: &[TracedTask]) -> Vec<usize> {
-    let by_id: HashMap<&str, usize> = trace.iter().enumerate().map(|(i, t)| (t.task.as_str(), i)).collect();
+    let by_id: HashMap<&str, usize> = trace
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.task.as_str(), i))
+        .collect();
     let end = |i: usize| trace[i].start_us + trace[i].dur_us;
     let Some(mut cur) = (0..trace.len()).max_by_key(|&i| end(i)) else {
         return Vec::new();
@@ -55,9 +62,18 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     let mut funcs: Vec<&str> = trace.iter().map(|t| t.func.as_str()).collect();
     funcs.sort_unstable();
     funcs.dedup();
-    let color: HashMap<&str, &str> = funcs.iter().enumerate().map(|(i, f)| (*f, PALETTE[i % PALETTE.len()])).collect();
+    let color: HashMap<&str, &str> = funcs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (*f, PALETTE[i % PALETTE.len()]))
+        .collect();
     let t0 = trace.iter().map(|t| t.start_us).min().unwrap_or(0);
-    let t1 = trace.iter().map(|t| t.start_us + t.dur_us).max().unwrap_or(t0 + 1).max(t0 + 1);
+    let t1 = trace
+        .iter()
+        .map(|t| t.start_us + t.dur_us)
+        .max()
+        .unwrap_or(t0 + 1)
+        .max(t0 + 1);
     let span_us = (t1 - t0) as f64;
     let x = |us: u64| LABEL + (us.saturating_sub(t0)) as f64 / span_us * WIDTH;
     let row_h = if slots.len() > 40 { 10.0 } else { 20.0 };
@@ -84,8 +100,18 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     let mut tick = 0.0;
     while tick <= span_us / 1e3 + 1e-9 {
         let xx = LABEL + tick * 1e3 / span_us * WIDTH;
-        let _ = writeln!(s, r##"<line x1="{xx:.1}" y1="{}" x2="{xx:.1}" y2="{}" stroke="#ddd"/>"##, top - 5.0, top + row_h * slots.len() as f64);
-        let _ = writeln!(s, r##"<text x="{xx:.1}" y="{}" text-anchor="middle" fill="#555">{} ms</text>"##, top - 8.0, fmt_ms(tick));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" y1="{}" x2="{xx:.1}" y2="{}" stroke="#ddd"/>"##,
+            top - 5.0,
+            top + row_h * slots.len() as f64
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{xx:.1}" y="{}" text-anchor="middle" fill="#555">{} ms</text>"##,
+            top - 8.0,
+            fmt_ms(tick)
+        );
         tick += step;
     }
     // Rows.
@@ -95,7 +121,13 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     }
     for (r, idxs) in per_row.iter().enumerate() {
         let y = top + r as f64 * row_h;
-        let _ = writeln!(s, r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#333">{}</text>"##, LABEL - 6.0, y + row_h * 0.7, esc(slots[r]));
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#333">{}</text>"##,
+            LABEL - 6.0,
+            y + row_h * 0.7,
+            esc(slots[r])
+        );
         if idxs.len() as f64 <= WIDTH / 2.0 {
             for &i in idxs {
                 let t = &trace[i];
@@ -120,8 +152,14 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
             let px_us = span_us / WIDTH;
             for &i in idxs {
                 let t = &trace[i];
-                let (a, b) = ((t.start_us - t0) as f64, (t.start_us - t0 + t.dur_us) as f64);
-                let (ca, cb) = (((a / px_us) as usize).min(cols - 1), ((b / px_us) as usize).min(cols - 1));
+                let (a, b) = (
+                    (t.start_us - t0) as f64,
+                    (t.start_us - t0 + t.dur_us) as f64,
+                );
+                let (ca, cb) = (
+                    ((a / px_us) as usize).min(cols - 1),
+                    ((b / px_us) as usize).min(cols - 1),
+                );
                 busy[ca].entry(t.func.as_str()).or_default().1 += 1;
                 for (c, col) in busy.iter_mut().enumerate().take(cb + 1).skip(ca) {
                     let lo = a.max(c as f64 * px_us);
@@ -131,7 +169,12 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
                     }
                 }
             }
-            let max_starts = busy.iter().map(|c| c.values().map(|v| v.1).sum::<u32>()).max().unwrap_or(1).max(1);
+            let max_starts = busy
+                .iter()
+                .map(|c| c.values().map(|v| v.1).sum::<u32>())
+                .max()
+                .unwrap_or(1)
+                .max(1);
             for (c, col) in busy.iter().enumerate() {
                 if col.is_empty() {
                     continue;
@@ -139,8 +182,15 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
                 let time: f64 = col.values().map(|v| v.0).sum();
                 let starts: u32 = col.values().map(|v| v.1).sum();
                 let weight = |v: &(f64, u32)| v.0 / px_us + f64::from(v.1) / f64::from(max_starts);
-                let Some((f, _)) = col.iter().max_by(|a, b| weight(a.1).total_cmp(&weight(b.1))) else { continue };
-                let opacity = (time / px_us).max(f64::from(starts) / f64::from(max_starts)).clamp(0.15, 1.0);
+                let Some((f, _)) = col
+                    .iter()
+                    .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)))
+                else {
+                    continue;
+                };
+                let opacity = (time / px_us)
+                    .max(f64::from(starts) / f64::from(max_starts))
+                    .clamp(0.15, 1.0);
                 let _ = writeln!(
                     s,
                     r#"<rect x="{:.1}" y="{:.1}" width="1" height="{:.1}" fill="{}" fill-opacity="{opacity:.2}"/>"#,
@@ -157,7 +207,14 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
             if t.init_us > 0 {
                 let x0 = x(t.start_us);
                 let w = (x(t.start_us + t.init_us) - x0).max(2.0);
-                let _ = writeln!(s, r##"<rect x="{x0:.2}" y="{:.1}" width="{w:.2}" height="{:.1}" fill="#d62728"><title>cold start of {} ({:.3} ms)</title></rect>"##, y + 1.0, row_h - 2.0, esc(&t.func), t.init_us as f64 / 1e3);
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{x0:.2}" y="{:.1}" width="{w:.2}" height="{:.1}" fill="#d62728"><title>cold start of {} ({:.3} ms)</title></rect>"##,
+                    y + 1.0,
+                    row_h - 2.0,
+                    esc(&t.func),
+                    t.init_us as f64 / 1e3
+                );
             }
         }
     }
@@ -177,8 +234,19 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     }
     // Legend.
     for (k, f) in funcs.iter().enumerate() {
-        let (lx, ly) = (LABEL + (k % 6) as f64 * 190.0, legend_y + (k / 6) as f64 * 20.0);
-        let _ = writeln!(s, r#"<rect x="{lx}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#, ly - 10.0, color[f], lx + 16.0, ly, esc(f));
+        let (lx, ly) = (
+            LABEL + (k % 6) as f64 * 190.0,
+            legend_y + (k / 6) as f64 * 20.0,
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            ly - 10.0,
+            color[f],
+            lx + 16.0,
+            ly,
+            esc(f)
+        );
     }
     let lx = 10.0;
     let _ = writeln!(
@@ -206,11 +274,21 @@ pub fn render_html(trace: &[TracedTask], title: &str) -> String {
 fn nice_step(raw_ms: f64) -> f64 {
     let raw = raw_ms.max(1e-3);
     let p = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * p).find(|s| *s >= raw).unwrap_or(10.0 * p)
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p)
 }
 
 fn fmt_ms(ms: f64) -> String {
-    if ms >= 100.0 || ms == 0.0 { format!("{ms:.0}") } else if ms >= 1.0 { format!("{ms:.1}") } else { format!("{ms:.3}") }
+    if ms >= 100.0 || ms == 0.0 {
+        format!("{ms:.0}")
+    } else if ms >= 1.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.3}")
+    }
 }
 
 #[cfg(test)]
@@ -237,16 +315,32 @@ mod tests {
             t("c", "spin", "s1", 10, 20, &["a"]),
             t("d", "add", "s0", 110, 5, &["b", "c"]),
         ];
-        let path: Vec<&str> = critical_path(&trace).iter().map(|&i| trace[i].task.as_str()).collect();
+        let path: Vec<&str> = critical_path(&trace)
+            .iter()
+            .map(|&i| trace[i].task.as_str())
+            .collect();
         assert_eq!(path, ["a", "b", "d"]);
     }
 
     #[test]
     fn large_rows_are_aggregated_and_small_ones_are_not() {
-        let small: Vec<TracedTask> = (0..10).map(|i| t(&format!("x{i}"), "add", "s0", i * 10, 10, &[])).collect();
+        let small: Vec<TracedTask> = (0..10)
+            .map(|i| t(&format!("x{i}"), "add", "s0", i * 10, 10, &[]))
+            .collect();
         let svg = render_svg(&small, "small");
         assert_eq!(svg.matches("<title>x").count(), 10, "one bar per task");
-        let big: Vec<TracedTask> = (0..100_000).map(|i| t(&format!("y{i}"), if i % 2 == 0 { "add" } else { "const" }, if i % 2 == 0 { "s0" } else { "s1" }, i, 1, &[])).collect();
+        let big: Vec<TracedTask> = (0..100_000)
+            .map(|i| {
+                t(
+                    &format!("y{i}"),
+                    if i % 2 == 0 { "add" } else { "const" },
+                    if i % 2 == 0 { "s0" } else { "s1" },
+                    i,
+                    1,
+                    &[],
+                )
+            })
+            .collect();
         let svg = render_svg(&big, "big");
         assert!(svg.len() < 2_000_000, "aggregated: {} bytes", svg.len());
         assert!(svg.contains("fill-opacity"));
