@@ -1,0 +1,768 @@
+#!/usr/bin/env python3
+"""Peer comparison: rukong (embedded and cluster) against Dask distributed and Ray.
+
+    python3 benches/peers/run.py [--quick] [--out DIR] [--repeats R] [--timeout S]
+                                 [--engines LIST] [--workloads LIST] [--no-build]
+
+Creates benches/peers/.venv (dask[distributed] and ray, pinned in requirements.txt) on the
+first run and re-executes itself inside it. Then, for each repeat r = 1..R and each
+workload, runs the four engines in turn -- rukong embedded, rukong cluster, Dask, Ray --
+so that a noisy machine hits all of them alike. Every engine run is one "cell": a fresh
+deployment (not timed), one untimed warm-up run, one timed run, results checked, deployment
+stopped. Writes DIR/results.json (every sample) and DIR/results.md (the table).
+
+See README.md next to this file for what is measured and the caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+VENV = HERE / ".venv"
+REQUIREMENTS = HERE / "requirements.txt"
+
+ENGINES = ["rukong-embedded", "rukong-cluster", "dask", "ray"]
+LABELS = {
+    "rukong-embedded": "rukong embedded",
+    "rukong-cluster": "rukong cluster",
+    "dask": "Dask",
+    "ray": "Ray",
+}
+# The issue's sizes, and a smoke-test set.
+FULL_WORKLOADS = ["tree:8192", "fanout:10000", "chain:1000", "sleep:1000x10"]
+QUICK_WORKLOADS = ["tree:256", "fanout:500", "chain:100", "sleep:50x10"]
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def in_venv() -> bool:
+    try:
+        return Path(sys.prefix).resolve() == VENV.resolve()
+    except OSError:
+        return False
+
+
+def bootstrap() -> None:
+    """Create/refresh the venv and re-exec this script inside it."""
+    if in_venv():
+        return
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating {VENV} …", flush=True)
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+    want = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    stamp = VENV / ".requirements.sha256"
+    if not stamp.exists() or stamp.read_text().strip() != want:
+        print(f"installing {REQUIREMENTS.name} into {VENV} …", flush=True)
+        subprocess.check_call(
+            [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "-r", str(REQUIREMENTS)]
+        )
+        stamp.write_text(want + "\n")
+    os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def parse_workload(text: str):
+    kind, _, arg = text.partition(":")
+    if kind in ("tree", "fanout", "chain"):
+        return kind, (int(arg),)
+    if kind == "sleep":
+        w, _, ms = arg.partition("x")
+        return kind, (int(w), int(ms))
+    raise SystemExit(f"unknown workload {text!r} (tree:N | fanout:W | chain:L | sleep:WxMS)")
+
+
+def task_count(kind, args) -> int:
+    return {
+        "tree": lambda: max(2 * args[0] - 1, 1),
+        "fanout": lambda: args[0] + 2,
+        "chain": lambda: max(args[0], 1),
+        "sleep": lambda: args[0] + 1,
+    }[kind]()
+
+
+def workload_title(text: str) -> str:
+    kind, args = parse_workload(text)
+    if kind == "tree":
+        return f"tree reduction N={args[0]:,}"
+    if kind == "fanout":
+        return f"fan-out/fan-in W={args[0]:,}"
+    if kind == "chain":
+        return f"chain L={args[0]:,}"
+    return (f"sleep fan-out W={args[0]:,} × {args[1]} ms "
+            f"(ideal {args[0] * args[1] / 2 / 1e3:.2f} s on 2 slots)")
+
+
+def sleep_dag(w: int, ms: int) -> dict:
+    """The sleep fan-out as a rukong DAG: s_i = sleep(i, ms) (returns i), sink = add(s_*)."""
+    tasks = [{"id": f"s{i}", "fn": "sleep", "args": [i, ms]} for i in range(w)]
+    tasks.append({"id": "sink", "fn": "add", "deps": [f"s{i}" for i in range(w)]})
+    return {"name": f"sleep-fanout-{w}x{ms}", "tasks": tasks}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop a child started with start_new_session=True and everything in its group."""
+    pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        t = time.monotonic()
+        while time.monotonic() - t < wait:
+            if proc.poll() is not None and not group_alive(pgid):
+                return
+            time.sleep(0.05)
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies still count for killpg(0); treat a group of zombies as gone.
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def run_child(cmd, timeout: float, env=None, cwd=None):
+    """Run a command in its own process group with a hard timeout; stop the whole group
+    afterwards (engines leave daemons). Returns (rc | None on timeout, stdout, stderr)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env=env, cwd=cwd,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        rc = None
+        stop_group(proc)
+        out, err = proc.communicate()
+    stop_group(proc)
+    return rc, out, err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- rukong cells
+
+
+class Rukong:
+    def __init__(self, bindir: Path, warmup: int, timeout: float, tmp: Path):
+        self.e2e = bindir / "rukong-e2e"
+        self.cli = bindir / "rukong"
+        self.warmup = warmup
+        self.timeout = timeout
+        self.tmp = tmp
+
+    def cell(self, mode: str, workload: str) -> dict:
+        kind, args = parse_workload(workload)
+        if kind == "sleep":
+            return self.sleep_cell(mode, args)
+        spec = {"tree": "tree", "fanout": "fanout", "chain": "chain"}[kind]
+        out = self.tmp / f"e2e-{mode}.json"
+        out.unlink(missing_ok=True)
+        cmd = [str(self.e2e), "--mode", mode, "--workload", f"{spec}:{args[0]}",
+               "--warmup", str(self.warmup), "--repeats", "1", "--json", str(out)]
+        if mode == "embedded":
+            cmd += ["--slots", "2"]
+        else:
+            cmd += ["--executors", "2", "--slots", "1"]
+        limit = 60 + (self.warmup + 1) * self.timeout
+        t = time.perf_counter()
+        rc, so, se = run_child(cmd, limit)
+        cell_s = time.perf_counter() - t
+        if rc is None:
+            return {"timed_out": True, "error": f"timed out after {limit:.0f} s", "cell_s": cell_s}
+        if rc != 0 or not out.exists():
+            return {"error": f"rukong-e2e exited {rc}: {se.strip()[-2000:]}", "cell_s": cell_s}
+        doc = json.loads(out.read_text())
+        w = doc["workloads"][0]
+        sample = {"wall_ms": w["samples"]["wall_ms"][0], "checked": True,
+                  "loadavg_1m": os.getloadavg()[0]}
+        if mode == "cluster":
+            sample["engine_ms"] = w["samples"]["engine_ms"][0]
+            sample["submit_ms"] = w["samples"]["submit_ms"][0]
+            sample["redis_cmds_per_task"] = w["redis"]["calls_per_task"]
+        else:
+            sample["outer_ms"] = w["samples"]["outer_ms"][0]
+        return {"samples": [sample], "tasks": w["tasks"], "cell_s": cell_s,
+                "debug_build": doc["machine"]["debug_build"]}
+
+    # The sleep fan-out is not a rukong-e2e workload: embedded runs go through
+    # `rukong run FILE --json --slots 2` (stats.wall_ms = the job report's wall, submission
+    # to end, like rukong-e2e embedded); cluster runs start `rukong up` and submit/poll over
+    # HTTP like rukong-e2e cluster (POST /jobs, GET /jobs/{id} every 2 ms).
+
+    def sleep_cell(self, mode: str, args) -> dict:
+        w, ms = args
+        dag = self.tmp / f"sleep-{w}x{ms}.json"
+        if not dag.exists():
+            dag.write_text(json.dumps(sleep_dag(w, ms)))
+        want = w * (w - 1) // 2
+        t = time.perf_counter()
+        try:
+            if mode == "embedded":
+                res = self.sleep_embedded(dag, want)
+            else:
+                res = self.sleep_cluster(dag, want)
+        except Exception as e:  # noqa: BLE001
+            res = {"error": f"{type(e).__name__}: {e}"}
+        res["cell_s"] = time.perf_counter() - t
+        res["tasks"] = w + 1
+        return res
+
+    def sleep_embedded(self, dag: Path, want: int) -> dict:
+        samples = []
+        for i in range(self.warmup + 1):
+            cmd = [str(self.cli), "run", str(dag), "--json", "--slots", "2", "--no-progress",
+                   "--timeout", str(self.timeout)]
+            rc, so, se = run_child(cmd, self.timeout + 30)
+            if rc is None:
+                return {"timed_out": True, "error": f"timed out after {self.timeout:.0f} s"}
+            if rc != 0:
+                return {"error": f"rukong run exited {rc}: {se.strip()[-2000:]}"}
+            doc = json.loads(so.strip().splitlines()[0])
+            got = doc["outputs"].get("sink")
+            if got != want:
+                raise AssertionError(f"rukong embedded sleep: sink = {got!r}, expected {want}")
+            if i >= self.warmup:
+                samples.append({"wall_ms": doc["stats"]["wall_ms"], "checked": True,
+                                "loadavg_1m": os.getloadavg()[0]})
+        return {"samples": samples}
+
+    def sleep_cluster(self, dag: Path, want: int) -> dict:
+        port = free_port()
+        token = secrets.token_hex(16)
+        env = dict(os.environ, RUKONG_TOKEN=token)
+        up = subprocess.Popen(
+            [str(self.cli), "up", "--executors", "2", "--slots", "1",
+             "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True, env=env,
+        )
+        try:
+            line = up.stdout.readline().strip()  # the engine URL, first line on stdout
+            if not line.startswith("http://"):
+                raise RuntimeError(f"rukong up printed {line!r}, not the engine URL")
+            body = dag.read_bytes()
+            samples = []
+            for i in range(self.warmup + 1):
+                s = http_run(port, token, body, self.timeout)
+                if s.get("timed_out"):
+                    return {"timed_out": True, "error": f"timed out after {self.timeout:.0f} s"}
+                got = s.pop("outputs").get("sink")
+                if got != want:
+                    raise AssertionError(f"rukong cluster sleep: sink = {got!r}, expected {want}")
+                if i >= self.warmup:
+                    s.update(checked=True, loadavg_1m=os.getloadavg()[0])
+                    samples.append(s)
+            return {"samples": samples}
+        finally:
+            stop_group(up, grace=10)
+
+
+def http_run(port: int, token: str, body: bytes, timeout: float) -> dict:
+    """Submit a DAG and poll it to its end, like rukong-e2e's cluster mode: wall runs from
+    just before POST /jobs to the GET /jobs/{id} that saw the job's end."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def call(method, path, data=None, ctype=None):
+        headers = dict(auth)
+        if ctype:
+            headers["Content-Type"] = ctype
+        for attempt in range(2):
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                r = conn.getresponse()
+                text = r.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                if attempt:
+                    raise
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {r.status}: {text[:300]!r}")
+        return json.loads(text)
+
+    t0 = time.perf_counter()
+    job = call("POST", "/jobs", body, "application/json")["job"]
+    t_submit = time.perf_counter()
+    while True:
+        st = call("GET", f"/jobs/{job}")
+        if st["state"] != "running":
+            break
+        if time.perf_counter() - t0 > timeout:
+            try:
+                conn.request("DELETE", f"/jobs/{job}", headers=auth)
+                conn.getresponse().read()
+            except Exception:  # noqa: BLE001
+                pass
+            return {"timed_out": True}
+        time.sleep(0.002)
+    wall = time.perf_counter() - t0
+    if st["state"] != "succeeded":
+        raise RuntimeError(f"job {job} ended {st['state']}: {st.get('error')}")
+    outs = call("GET", f"/jobs/{job}/outputs")["outputs"]
+    conn.close()
+    return {"wall_ms": wall * 1e3, "engine_ms": st.get("elapsed_ms"),
+            "submit_ms": (t_submit - t0) * 1e3, "outputs": outs}
+
+
+# --------------------------------------------------------------------------- peer cells
+
+
+def peer_cell(engine: str, workload: str, warmup: int, timeout: float, tmp: Path) -> dict:
+    out = tmp / f"peer-{engine}.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(HERE / "peers.py"), "--engine", engine, "--workload", workload,
+           "--warmup", str(warmup), "--repeats", "1", "--timeout", str(timeout),
+           "--json", str(out)]
+    # Start-up (Ray: several seconds) + warm-up + timed run, each run capped by `timeout`
+    # inside the child; this outer limit is only a backstop.
+    limit = 120 + (warmup + 1) * (timeout + 30)
+    t = time.perf_counter()
+    rc, so, se = run_child(cmd, limit)
+    cell_s = time.perf_counter() - t
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    res = {"cell_s": cell_s, "startup_s": doc.get("startup_s"),
+           "versions": doc.get("versions"), "samples": doc.get("samples", []),
+           "warmup_ms": doc.get("warmup_ms", [])}
+    if rc is None:
+        res.update(timed_out=True, error=f"cell killed after {limit:.0f} s")
+    elif doc.get("timed_out"):
+        res.update(timed_out=True, error=f"timed out after {timeout:.0f} s")
+    elif rc != 0 or doc.get("error"):
+        res["error"] = doc.get("error") or f"exited {rc}: {se.strip()[-2000:]}"
+    return res
+
+
+# --------------------------------------------------------------------------- report
+
+
+def median_or_none(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_ms(ms):
+    if ms is None:
+        return "—"
+    if ms >= 10_000:
+        return f"{ms / 1e3:,.1f} s"
+    if ms >= 1_000:
+        return f"{ms / 1e3:,.2f} s"
+    if ms >= 10:
+        return f"{ms:,.0f} ms"
+    return f"{ms:.2f} ms"
+
+
+def fmt_us(us):
+    if us is None:
+        return "—"
+    if us >= 100:
+        return f"{us:,.0f}"
+    if us >= 10:
+        return f"{us:.1f}"
+    return f"{us:.2f}"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    r = a / b
+    return f"{r:,.0f}×" if r >= 100 else f"{r:.1f}×" if r >= 10 else f"{r:.2f}×"
+
+
+def summarize(results: dict, workloads, engines) -> dict:
+    summary = {}
+    for wl in workloads:
+        row = {}
+        for e in engines:
+            cells = results[wl][e]
+            walls = [s["wall_ms"] for c in cells for s in c.get("samples", [])]
+            tasks = next((c["tasks"] for c in cells if c.get("tasks")), None) or \
+                task_count(*parse_workload(wl))
+            med = median_or_none(walls)
+            timeouts = [c for c in cells if c.get("timed_out")]
+            errors = [c for c in cells if c.get("error") and not c.get("timed_out")]
+            row[e] = {
+                "tasks": tasks,
+                "samples_wall_ms": walls,
+                "median_wall_ms": med,
+                "min_wall_ms": min(walls) if walls else None,
+                "max_wall_ms": max(walls) if walls else None,
+                "median_us_per_task": med * 1e3 / tasks if med is not None else None,
+                "timed_out": len(timeouts),
+                "timeout_note": timeouts[0]["error"] if timeouts else None,
+                "errors": [c["error"] for c in errors],
+                "cells": len(cells),
+            }
+            if e == "rukong-cluster":
+                rc = [s["redis_cmds_per_task"] for c in cells for s in c.get("samples", [])
+                      if s.get("redis_cmds_per_task") is not None]
+                eng = [s["engine_ms"] for c in cells for s in c.get("samples", [])
+                       if s.get("engine_ms") is not None]
+                row[e]["median_redis_cmds_per_task"] = median_or_none(rc)
+                row[e]["median_engine_ms"] = median_or_none(eng)
+            if e == "dask":
+                bm = [s["build_ms"] for c in cells for s in c.get("samples", [])
+                      if s.get("build_ms") is not None]
+                row[e]["median_build_ms"] = median_or_none(bm)
+        summary[wl] = row
+    return summary
+
+
+def cell_text(c: dict) -> str:
+    if c["median_wall_ms"] is None:
+        if c["timed_out"]:
+            return c["timeout_note"] or "timed out"
+        if c["errors"]:
+            return "failed"
+        return "—"
+    s = f"{fmt_us(c['median_us_per_task'])} µs/task · {fmt_ms(c['median_wall_ms'])}"
+    n = len(c["samples_wall_ms"])
+    if c["timed_out"] or c["errors"]:
+        s += f" ({n}/{c['cells']} runs; others {'timed out' if c['timed_out'] else 'failed'})"
+    return s
+
+
+def markdown(meta: dict, summary: dict, workloads, engines) -> str:
+    L = []
+    L.append("# rukong vs Dask distributed vs Ray")
+    L.append("")
+    L.append(f"Run {meta['started']} → {meta['finished']} (total {meta['total_s'] / 60:.1f} min)"
+             f", mode {'quick' if meta['quick'] else 'full'}, R = {meta['repeats']} alternating "
+             f"repeats, {meta['warmup']} warm-up run per cell.")
+    L.append("")
+    m = meta["machine"]
+    L.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']:.0f} GiB RAM, "
+             f"{m['os']}; load average at start {m['loadavg_start']}, at end "
+             f"{m['loadavg_end']}.")
+    v = meta["versions"]
+    L.append(f"Versions: rukong {meta['rukong']['commit']} (release build; "
+             f"{meta['rukong']['build']}), "
+             f"Python {v.get('python')}, dask {v.get('dask', '?')}, distributed "
+             f"{v.get('distributed', '?')}, ray {v.get('ray', '?')}.")
+    L.append("")
+    L.append("Each cell: median over the repeats of the timed run's wall time "
+             "(submission → result), shown as µs/task · wall. Ratios compare median walls "
+             "(> 1× means the peer is slower).")
+    L.append("")
+    cols = [LABELS[e] for e in engines]
+    ratio_cols = []
+    if "rukong-cluster" in engines and "ray" in engines:
+        ratio_cols.append(("Ray / rukong cluster", "ray", "rukong-cluster"))
+    if "rukong-cluster" in engines and "dask" in engines:
+        ratio_cols.append(("Dask / rukong cluster", "dask", "rukong-cluster"))
+    if "rukong-embedded" in engines and "ray" in engines:
+        ratio_cols.append(("Ray / rukong embedded", "ray", "rukong-embedded"))
+    head = ["workload", "tasks"] + cols + [r[0] for r in ratio_cols]
+    L.append("| " + " | ".join(head) + " |")
+    L.append("|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
+    for wl in workloads:
+        row = summary[wl]
+        tasks = row[engines[0]]["tasks"]
+        cells = [workload_title(wl), f"{tasks:,}"]
+        cells += [cell_text(row[e]) for e in engines]
+        for _, a, b in ratio_cols:
+            cells.append(fmt_ratio(row[a]["median_wall_ms"], row[b]["median_wall_ms"]))
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    if "rukong-cluster" in engines:
+        L.append("rukong cluster details (medians): engine-reported elapsed and Redis "
+                 "commands per task.")
+        L.append("")
+        L.append("| workload | wall | engine elapsed | redis cmds/task |")
+        L.append("|---|--:|--:|--:|")
+        for wl in workloads:
+            c = summary[wl]["rukong-cluster"]
+            rc = c.get("median_redis_cmds_per_task")
+            L.append(f"| {workload_title(wl)} | {fmt_ms(c['median_wall_ms'])} | "
+                     f"{fmt_ms(c.get('median_engine_ms'))} | "
+                     f"{'—' if rc is None else f'{rc:.2f}'} |")
+        L.append("")
+    L.append("All samples (wall, in repeat order):")
+    L.append("")
+    L.append("| workload | " + " | ".join(cols) + " |")
+    L.append("|---|" + "|".join(["---"] * len(cols)) + "|")
+    for wl in workloads:
+        cells = [workload_title(wl)]
+        for e in engines:
+            xs = summary[wl][e]["samples_wall_ms"]
+            cells.append(", ".join(fmt_ms(x) for x in xs) or "—")
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    if "dask" in engines:
+        L.append("Dask graph construction (`dask.delayed` calls, before the clock; median): "
+                 + ", ".join(f"{workload_title(wl).split(' (')[0]} "
+                             f"{fmt_ms(summary[wl]['dask'].get('median_build_ms'))}"
+                             for wl in workloads) + ".")
+        L.append("")
+    startups = meta.get("peer_startup_s", {})
+    if startups:
+        L.append("Peer cluster start-up (not timed; median per cell): " + ", ".join(
+            f"{LABELS[e]} {s:.1f} s" for e, s in startups.items()) + ".")
+        L.append("")
+    L.append("What is timed:")
+    L.append("")
+    L.append("- rukong embedded: `rukong-e2e --mode embedded --slots 2` (sleep fan-out: "
+             "`rukong run FILE --json --slots 2`): the job report's wall, submission "
+             "(validation and scheduling included) → job end; one in-process deployment "
+             "(engine, executor with 2 slots, proxy, in-memory store).")
+    L.append("- rukong cluster: `rukong-e2e --mode cluster --executors 2 --slots 1` (sleep "
+             "fan-out: the same protocol from this script): a private redis-server plus "
+             "`rukong up` (proxy, engine, 2 executor processes × 1 slot) on loopback, "
+             "restarted for every cell; wall = just before `POST /jobs` → the "
+             "`GET /jobs/{id}` poll (every 2 ms) that saw the job's end. Cluster start-up "
+             "is excluded.")
+    L.append("- Dask: `LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`, "
+             "graph of `dask.delayed` calls built before the clock, timed "
+             "`client.compute(root, optimize_graph=False).result()`.")
+    L.append("- Ray: `ray.init(num_cpus=2)`, `@ray.remote` tasks; timed from the first "
+             "`.remote()` (Ray submits while the graph is built) to `ray.get(root)`.")
+    L.append("- Every engine's result is asserted against the closed form (tree root "
+             "N(N-1)/2, fan-in sink W + W(W-1)/2, chain end L-1, sleep sink W(W-1)/2).")
+    L.append("")
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem,
+            "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "loadavg_start": ", ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def rukong_commit() -> str:
+    try:
+        r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() or "unknown"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def prepare_binaries(build: bool, tmp: Path) -> tuple[Path, str]:
+    rel = REPO / "target" / "release"
+    have = (rel / "rukong-e2e").exists() and (rel / "rukong").exists()
+    note = "not rebuilt (--no-build)"
+    if build or not have:
+        print("cargo build --release -p rukong-client -p rukong-benches …", flush=True)
+        rc = subprocess.call(
+            ["cargo", "build", "--release", "-p", "rukong-client", "-p", "rukong-benches"],
+            cwd=REPO,
+        )
+        if rc == 0:
+            note = "built by this run (cargo build --release)"
+        elif have:
+            note = "cargo build failed; used the existing binaries"
+            print(f"WARNING: {note}", file=sys.stderr, flush=True)
+        else:
+            raise SystemExit("cargo build failed and there are no binaries to use")
+    # Private copies: other builds may replace target/release/* while this runs.
+    bindir = tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name in ("rukong", "rukong-e2e"):
+        shutil.copy2(rel / name, bindir / name)
+    built = ", ".join(
+        f"{n} {dt.datetime.fromtimestamp((rel / n).stat().st_mtime).astimezone():%Y-%m-%d %H:%M %Z}"
+        for n in ("rukong", "rukong-e2e"))
+    return bindir, f"{note}; binaries from {built}"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description="rukong vs Dask distributed vs Ray, alternating engines per repeat.")
+    ap.add_argument("--quick", action="store_true", help="small sizes, 1 repeat (smoke test)")
+    ap.add_argument("--out", default=str(HERE), help="directory for results.{md,json}")
+    ap.add_argument("--repeats", type=int, help="alternating repeats (default 3; quick 1)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs per cell (default 1)")
+    ap.add_argument("--timeout", type=float,
+                    help="seconds per run before it counts as timed out (default 300; quick 60)")
+    ap.add_argument("--engines", default=",".join(ENGINES),
+                    help=f"comma-separated subset of {','.join(ENGINES)}")
+    ap.add_argument("--workloads", help="comma-separated, e.g. tree:8192,sleep:1000x10")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use target/release/* as they are (default: cargo build --release "
+                         "first, a no-op when up to date)")
+    ap.add_argument("--render", metavar="JSON",
+                    help="only re-render results.md (into --out) from a results.json")
+    a = ap.parse_args()
+
+    if a.render:
+        doc = json.loads(Path(a.render).read_text())
+        meta = doc["meta"]
+        summary = summarize(doc["cells"], meta["workloads"], meta["engines"])
+        out_dir = Path(a.out).resolve()
+        (out_dir / "results.md").write_text(
+            markdown(meta, summary, meta["workloads"], meta["engines"]))
+        print(f"wrote {out_dir / 'results.md'}")
+        return
+
+    bootstrap()
+
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in ENGINES:
+            raise SystemExit(f"unknown engine {e!r}")
+    workloads = ([w.strip() for w in a.workloads.split(",") if w.strip()] if a.workloads
+                 else QUICK_WORKLOADS if a.quick else FULL_WORKLOADS)
+    for w in workloads:
+        parse_workload(w)
+    repeats = a.repeats or (1 if a.quick else 3)
+    timeout = a.timeout or (60.0 if a.quick else 300.0)
+    out_dir = Path(a.out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    t_start = time.perf_counter()
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    machine = machine_info()
+    commit = rukong_commit()
+    tmp = Path(tempfile.mkdtemp(prefix="rukong-peers-"))
+    try:
+        bindir, build_note = prepare_binaries(not a.no_build, tmp)
+        ruk = Rukong(bindir, a.warmup, timeout, tmp)
+
+        import dask
+        import distributed
+        import ray
+
+        versions = {"python": platform.python_version(), "dask": dask.__version__,
+                    "distributed": distributed.__version__, "ray": ray.__version__}
+        print(f"engines: {', '.join(engines)}; workloads: {', '.join(workloads)}; "
+              f"R = {repeats}; warm-up {a.warmup}; run timeout {timeout:.0f} s", flush=True)
+        print(f"versions: {versions}", flush=True)
+
+        results = {wl: {e: [] for e in engines} for wl in workloads}
+        startup = {e: [] for e in ("dask", "ray")}
+        skip: set[tuple[str, str]] = set()
+        for r in range(1, repeats + 1):
+            for wl in workloads:
+                for e in engines:
+                    if (wl, e) in skip:
+                        print(f"[r{r}] {wl:<14} {e:<16} skipped (timed out before)", flush=True)
+                        continue
+                    if e.startswith("rukong-"):
+                        res = ruk.cell(e.removeprefix("rukong-"), wl)
+                    else:
+                        res = peer_cell(e, wl, a.warmup, timeout, tmp)
+                        if res.get("startup_s") is not None:
+                            startup[e].append(res["startup_s"])
+                    res["repeat"] = r
+                    results[wl][e].append(res)
+                    if res.get("timed_out"):
+                        skip.add((wl, e))
+                    elapsed = (time.perf_counter() - t_start) / 60
+                    if res.get("samples"):
+                        s = res["samples"][0]
+                        tasks = res.get("tasks") or task_count(*parse_workload(wl))
+                        msg = (f"{fmt_ms(s['wall_ms']):>9}  "
+                               f"{s['wall_ms'] * 1e3 / tasks:10.2f} µs/task  ok")
+                    else:
+                        msg = f"{'TIMEOUT' if res.get('timed_out') else 'FAILED'}: {res.get('error')}"
+                    print(f"[r{r} {elapsed:5.1f} min] {wl:<14} {e:<16} {msg}", flush=True)
+
+        total_s = time.perf_counter() - t_start
+        machine["loadavg_end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        meta = {
+            "started": started,
+            "finished": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "total_s": total_s,
+            "quick": a.quick,
+            "repeats": repeats,
+            "warmup": a.warmup,
+            "run_timeout_s": timeout,
+            "engines": engines,
+            "workloads": workloads,
+            "machine": machine,
+            "versions": versions,
+            "rukong": {"commit": commit, "build": build_note,
+                       "binaries_sha256": {n: hashlib.sha256((bindir / n).read_bytes())
+                                           .hexdigest()[:16] for n in ("rukong", "rukong-e2e")}},
+            "peer_startup_s": {e: statistics.median(v) for e, v in startup.items() if v},
+        }
+        summary = summarize(results, workloads, engines)
+        doc = {"meta": meta, "summary": summary, "cells": results}
+        (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+        md = markdown(meta, summary, workloads, engines)
+        (out_dir / "results.md").write_text(md)
+        print()
+        print(md)
+        print(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.json'} "
+              f"({total_s / 60:.1f} min)")
+        failed = [(wl, e) for wl in workloads for e in engines
+                  if summary[wl][e]["errors"]]
+        if failed:
+            print(f"FAILED cells: {failed}", file=sys.stderr)
+            sys.exit(1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
