@@ -15,6 +15,7 @@
 pub mod builder;
 pub mod cli;
 pub mod graph;
+pub mod linalg_workloads;
 pub mod local;
 pub mod output;
 pub mod remote;

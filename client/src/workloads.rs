@@ -21,6 +21,11 @@ pub enum Workload {
     /// `producers` blobs of `size` bytes, each digested; all concatenated, then measured and
     /// digested. Sizes above the inline threshold exercise the object store.
     BlobDigest { producers: usize, size: usize },
+    /// `src = const(1)`, `width` tasks `sleep(src, ms)` (each returns 1), one `add` sink:
+    /// parallel efficiency (ideal wall = width × ms / slots).
+    SleepFanout { width: usize, ms: u64 },
+    /// Big data: `producers` blobs of `mib` MiB into one reducer, `sha256` of them all.
+    BigData { producers: usize, mib: usize },
 }
 
 impl Workload {
@@ -31,6 +36,8 @@ impl Workload {
             Workload::Chain { length } => format!("chain-{length}"),
             Workload::Diamond => "diamond".into(),
             Workload::BlobDigest { producers, size } => format!("blob-digest-{producers}x{size}"),
+            Workload::SleepFanout { width, ms } => format!("sleep-fanout-{width}x{ms}ms"),
+            Workload::BigData { producers, mib } => format!("big-data-{producers}x{mib}MiB"),
         }
     }
 
@@ -42,6 +49,8 @@ impl Workload {
             Workload::Chain { length } => length.max(1),
             Workload::Diamond => 4,
             Workload::BlobDigest { producers, .. } => 2 * producers + 3,
+            Workload::SleepFanout { width, .. } => width.max(1) + 2,
+            Workload::BigData { producers, .. } => producers.max(1) + 1,
         }
     }
 
@@ -52,6 +61,8 @@ impl Workload {
             Workload::Chain { length } => chain(length.max(1)),
             Workload::Diamond => diamond(),
             Workload::BlobDigest { producers, size } => blob_digest(producers.max(1), size),
+            Workload::SleepFanout { width, ms } => sleep_fanout(width.max(1), ms),
+            Workload::BigData { producers, mib } => big_data(producers.max(1), mib),
         }
     }
 
@@ -83,6 +94,19 @@ impl Workload {
                     out.push((format!("d{i}").into(), Value::Str(sha256_hex(b))));
                 }
                 out
+            }
+            Workload::SleepFanout { width, .. } => {
+                vec![("sink".into(), Value::Int(width.max(1) as i64))]
+            }
+            Workload::BigData { producers, mib } => {
+                let mut h = <sha2::Sha256 as sha2::Digest>::new();
+                for i in 0..producers.max(1) {
+                    sha2::Digest::update(&mut h, blob_bytes(mib << 20, i as u64));
+                }
+                vec![(
+                    "digest".into(),
+                    Value::Str(rukong_core::value::hex(&sha2::Digest::finalize(h))),
+                )]
             }
         }
     }
@@ -188,6 +212,30 @@ fn blob_digest(producers: usize, size: usize) -> DagSpec {
     b.build()
 }
 
+fn sleep_fanout(width: usize, ms: u64) -> DagSpec {
+    let mut b = JobBuilder::new(format!("sleep-fanout-{width}x{ms}ms"));
+    b.task("src", "const").arg(1);
+    let ids: Vec<String> = (0..width).map(|i| format!("s{i}")).collect();
+    for id in &ids {
+        b.task(id.as_str(), "sleep").dep("src").arg(ms as i64);
+    }
+    b.task("sink", "add").deps(ids.iter().map(String::as_str));
+    b.build()
+}
+
+fn big_data(producers: usize, mib: usize) -> DagSpec {
+    let mut b = JobBuilder::new(format!("big-data-{producers}x{mib}MiB"));
+    let ids: Vec<String> = (0..producers).map(|i| format!("p{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        b.task(id.as_str(), "blob")
+            .arg((mib << 20) as i64)
+            .arg(i as i64);
+    }
+    b.task("digest", "sha256")
+        .deps(ids.iter().map(String::as_str));
+    b.build()
+}
+
 /// Writes a DAG as YAML with one task per line (each a JSON object, which is valid YAML):
 /// compact, diffable, and fast to parse.
 pub fn to_yaml(spec: &DagSpec) -> String {
@@ -224,6 +272,11 @@ mod tests {
             Workload::BlobDigest {
                 producers: 3,
                 size: 10,
+            },
+            Workload::SleepFanout { width: 4, ms: 1 },
+            Workload::BigData {
+                producers: 2,
+                mib: 1,
             },
         ] {
             assert_eq!(w.generate().tasks.len(), w.task_count(), "{w:?}");

@@ -296,19 +296,35 @@ fn bad_requests_get_clear_4xx_and_the_engine_keeps_serving() {
             400,
             "unknown function",
         ),
-        (
-            "oversized",
-            vec![b' '; 2 << 20],
-            "application/json",
-            Some(TOKEN),
-            413,
-            "",
-        ),
     ];
     for (what, body, ctype, token, status, needle) in cases {
         let (got, text) = post(&body, ctype, token);
         assert_eq!(got, status, "{what}: {text}");
         assert!(text.contains(needle), "{what}: {text}");
+    }
+    // An oversized body is refused with 413 once the limit is crossed, and the connection is
+    // closed while the client may still be writing: send from a thread, read the answer here.
+    {
+        use std::io::{Read as _, Write as _};
+        let addr = c.engine_url.trim_start_matches("http://").to_owned();
+        let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut writer = sock.try_clone().unwrap();
+        let head = format!(
+            "POST /jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            2 << 20
+        );
+        let sender = std::thread::spawn(move || {
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&vec![b' '; 2 << 20]);
+        });
+        let mut buf = vec![0u8; 4096];
+        let n = sock.read(&mut buf).unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        drop(sock);
+        let _ = sender.join();
     }
     // MessagePack is accepted too, and the engine still serves good jobs.
     let spec = rukong_core::DagSpec::from_json_str(std::str::from_utf8(good).unwrap()).unwrap();

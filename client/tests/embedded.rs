@@ -63,6 +63,11 @@ fn generated_workloads_match_their_closed_forms_at_scale() {
         Workload::TreeReduction { leaves: 5000 },
         Workload::FanoutFanin { width: 20_000 },
         Workload::Chain { length: 20_000 },
+        Workload::SleepFanout { width: 40, ms: 1 },
+        Workload::BigData {
+            producers: 3,
+            mib: 1,
+        },
         Workload::BlobDigest {
             producers: 12,
             size: 70_000,

@@ -351,7 +351,12 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 start_us: s.start_us,
                 dur_us: s.dur_us,
                 init_us: s.init_us,
-                deps: plan.dag.deps(s.task).iter().map(|&d| plan.dag.id(d).clone()).collect(),
+                deps: plan
+                    .dag
+                    .deps(s.task)
+                    .iter()
+                    .map(|&d| plan.dag.id(d).clone())
+                    .collect(),
             })
             .collect();
         Ok(JobReport {

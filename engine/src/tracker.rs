@@ -47,7 +47,8 @@ impl JobTracker {
             }
             Event::Progress(s) => self.stats.merge(&s),
             Event::Trace { slot, spans } => {
-                self.spans.extend(spans.into_iter().map(|s| (slot.clone(), s)));
+                self.spans
+                    .extend(spans.into_iter().map(|s| (slot.clone(), s)));
             }
         }
     }

@@ -203,6 +203,36 @@ enum GenWorkload {
         #[arg(long, default_value_t = 100_000)]
         size: usize,
     },
+    /// W sleeps of MS milliseconds into one sink (parallel efficiency).
+    SleepFanout {
+        #[arg(long, default_value_t = 1000)]
+        width: usize,
+        #[arg(long, default_value_t = 10)]
+        ms: u64,
+    },
+    /// K blobs of M MiB into one sha256 reducer.
+    BigData {
+        #[arg(long, default_value_t = 16)]
+        producers: usize,
+        #[arg(long, default_value_t = 8)]
+        mib: usize,
+    },
+    /// Blocked n×n matrix multiply (linear-algebra built-ins).
+    Gemm {
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        #[arg(long, default_value_t = 512)]
+        block: usize,
+    },
+    /// Tall-skinny SVD through a TSQR reduction.
+    Tsqr {
+        #[arg(long, default_value_t = 200_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 100)]
+        cols: usize,
+        #[arg(long, default_value_t = 10_000)]
+        block_rows: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -238,15 +268,25 @@ enum Format {
     Json,
 }
 
-impl From<GenWorkload> for Workload {
-    fn from(g: GenWorkload) -> Self {
-        match g {
+impl GenWorkload {
+    fn spec(self) -> DagSpec {
+        use rukong_client::linalg_workloads::{gemm, tsqr};
+        let w = match self {
             GenWorkload::TreeReduction { leaves } => Workload::TreeReduction { leaves },
             GenWorkload::FanoutFanin { width } => Workload::FanoutFanin { width },
             GenWorkload::Chain { length } => Workload::Chain { length },
             GenWorkload::Diamond => Workload::Diamond,
             GenWorkload::BlobDigest { producers, size } => Workload::BlobDigest { producers, size },
-        }
+            GenWorkload::SleepFanout { width, ms } => Workload::SleepFanout { width, ms },
+            GenWorkload::BigData { producers, mib } => Workload::BigData { producers, mib },
+            GenWorkload::Gemm { n, block } => return gemm(n.max(1), block.max(1)),
+            GenWorkload::Tsqr {
+                rows,
+                cols,
+                block_rows,
+            } => return tsqr(rows.max(1), cols.max(1), block_rows.max(1)),
+        };
+        w.generate()
     }
 }
 
@@ -264,7 +304,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Validate { file } => validate_file(&file),
-        Command::Gen { workload, format } => generate(workload.into(), format),
+        Command::Gen { workload, format } => generate(workload.spec(), format),
         Command::Status { job, engine, token } => status(&job, &engine, token),
         Command::Import {
             from:
@@ -484,8 +524,7 @@ fn validate_file(file: &Path) -> ExitCode {
     }
 }
 
-fn generate(w: Workload, format: Format) -> ExitCode {
-    let spec = w.generate();
+fn generate(spec: DagSpec, format: Format) -> ExitCode {
     let text = match format {
         Format::Yaml => to_yaml(&spec),
         Format::Json => spec.to_json() + "\n",

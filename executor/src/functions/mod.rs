@@ -18,6 +18,7 @@
 //! ```
 
 pub mod builtins;
+pub mod linalg;
 
 use rukong_core::Value;
 use std::any::Any;
@@ -123,6 +124,7 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         builtins::register_all(&mut r);
+        linalg::register_all(&mut r);
         r
     }
 
