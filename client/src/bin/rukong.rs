@@ -37,6 +37,13 @@ enum Command {
     Run(RunArgs),
     /// Check a DAG file without running it.
     Validate { file: PathBuf },
+    /// Run the end-to-end benchmark harness (`rukong-e2e`, built beside this binary by
+    /// `cargo build --release -p rukong-benches`); arguments pass through, e.g.
+    /// `rukong bench --workload tree:65536 --mode cluster --json out.json`.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Draw a DAG (Graphviz DOT, or SVG through Graphviz), coloured by static schedule.
     Graph {
         file: PathBuf,
@@ -306,6 +313,7 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate_file(&file),
         Command::Gen { workload, format } => generate(workload.spec(), format),
         Command::Status { job, engine, token } => status(&job, &engine, token),
+        Command::Bench { args } => bench(&args),
         Command::Import {
             from:
                 ImportFrom::Wfformat {
@@ -850,6 +858,25 @@ fn import_wfformat(
         Err(e) => {
             eprintln!("error: {}: {e}", file.display());
             ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// Hands `rukong bench …` to the harness binary next to this one.
+fn bench(args: &[String]) -> ExitCode {
+    let harness = std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("rukong-e2e"))
+        .filter(|p| p.is_file());
+    let Some(harness) = harness else {
+        eprintln!("error: the benchmark harness rukong-e2e is not built next to this binary; build it with `cargo build --release -p rukong-client -p rukong-benches`");
+        return ExitCode::from(EXIT_INVALID);
+    };
+    match std::process::Command::new(&harness).args(args).status() {
+        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: cannot run {}: {e}", harness.display());
+            ExitCode::FAILURE
         }
     }
 }
