@@ -120,7 +120,22 @@ impl EngineClient {
     /// Submits a DAG as raw bytes with its content type (`application/json`,
     /// `application/yaml` or `application/msgpack`).
     pub fn submit_bytes(&self, body: &[u8], content_type: &str) -> Result<JobId, RemoteError> {
-        let url = format!("{}/jobs", self.base);
+        self.submit_bytes_traced(body, content_type, false)
+    }
+
+    /// As [`EngineClient::submit_bytes`]; `trace` asks for a span per task, which
+    /// [`EngineClient::trace`] then returns (for timelines).
+    pub fn submit_bytes_traced(
+        &self,
+        body: &[u8],
+        content_type: &str,
+        trace: bool,
+    ) -> Result<JobId, RemoteError> {
+        let url = if trace {
+            format!("{}/jobs?trace=1", self.base)
+        } else {
+            format!("{}/jobs", self.base)
+        };
         let mut req = self.agent.post(&url).header("Content-Type", content_type);
         if let Some(a) = self.auth() {
             req = req.header("Authorization", &a);
@@ -142,6 +157,15 @@ impl EngineClient {
     /// `{task: value}` in the CLI's JSON form.
     pub fn outputs(&self, job: &JobId) -> Result<J, RemoteError> {
         Ok(self.get(&format!("/jobs/{job}/outputs"))?["outputs"].take())
+    }
+
+    /// The task spans of a job submitted with tracing.
+    pub fn trace(&self, job: &JobId) -> Result<Vec<rukong_engine::TracedTask>, RemoteError> {
+        let j = self.get(&format!("/jobs/{job}/trace"))?;
+        serde_json::from_value(j["spans"].clone()).map_err(|e| RemoteError::Transport {
+            url: format!("{}/jobs/{job}/trace", self.base),
+            message: format!("unexpected answer: {e}"),
+        })
     }
 
     pub fn cancel(&self, job: &JobId) -> Result<(), RemoteError> {

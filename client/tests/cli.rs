@@ -292,11 +292,22 @@ fn import_wfformat_prints_a_dag_that_runs() {
 /// `rukong bench` hands its arguments to the harness built beside it, or says how to build it.
 #[test]
 fn bench_runs_the_harness_or_says_how_to_build_it() {
-    let out = rukong(&["bench", "--workload", "diamond", "--repeats", "1", "--warmup", "0"]);
+    let out = rukong(&[
+        "bench",
+        "--workload",
+        "diamond",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+    ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     match out.status.code() {
         Some(0) => assert!(stdout.contains("diamond"), "{stdout}"),
-        Some(2) => assert!(stderr.contains("cargo build --release -p rukong-client -p rukong-benches"), "{stderr}"),
+        Some(2) => assert!(
+            stderr.contains("cargo build --release -p rukong-client -p rukong-benches"),
+            "{stderr}"
+        ),
         other => panic!("exit {other:?}: {stderr}"),
     }
 }

@@ -414,3 +414,44 @@ fn cancel_frees_the_job_and_status_reports_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_cluster_run_draws_its_timeline() {
+    let c = Cluster::start(Options {
+        executors: 2,
+        ..Options::default()
+    });
+    let svg = temp_file("timeline.svg", "");
+    let out = c.run(
+        &repo("examples/diamond.yaml"),
+        &["--timeline", svg.to_str().unwrap()],
+    );
+    let v = assert_ok(&out);
+    assert_eq!(v["outputs"]["d"], 10);
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg"), "{s}");
+    for task in ["a", "b", "c", "d"] {
+        assert!(
+            s.contains(&format!("<title>{task} (")),
+            "bar for {task} in {s}"
+        );
+    }
+    assert!(s.contains("critical path: d"));
+    // Untraced jobs have no spans.
+    let client = c.client();
+    let job = client
+        .submit_bytes(
+            &std::fs::read(repo("examples/diamond.yaml")).unwrap(),
+            "application/yaml",
+        )
+        .unwrap();
+    client
+        .wait(
+            &job,
+            Some(Duration::from_secs(30)),
+            Duration::from_secs(5),
+            |_, _| {},
+        )
+        .unwrap();
+    assert!(client.trace(&job).unwrap().is_empty());
+}

@@ -77,7 +77,7 @@ pub struct JobReport {
 }
 
 /// One task's run, as a timeline draws it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TracedTask {
     pub task: TaskId,
     pub func: String,
@@ -231,8 +231,14 @@ impl<S: Store, P: Proxy> Engine<S, P> {
 
     /// Validates, stores and starts a job.
     pub async fn submit(&self, spec: DagSpec) -> Result<JobId, SubmitError> {
+        self.submit_traced(spec, self.config.job.trace).await
+    }
+
+    /// As [`Engine::submit`]; `trace` asks executors for a span per task (timelines).
+    pub async fn submit_traced(&self, spec: DagSpec, trace: bool) -> Result<JobId, SubmitError> {
         let admission = self.admission().await?;
-        let plan = self.prepare(spec, JobId::generate(), &admission)?;
+        let mut plan = self.prepare(spec, JobId::generate(), &admission)?;
+        plan.config.trace = trace;
         Ok(self.start(Arc::new(plan)).await?)
     }
 
@@ -341,24 +347,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 outputs.push((id, v));
             }
         }
-        let trace = tracker
-            .spans()
-            .iter()
-            .map(|(slot, s)| TracedTask {
-                task: plan.dag.id(s.task).clone(),
-                func: plan.dag.func_name(s.task).to_owned(),
-                slot: slot.clone(),
-                start_us: s.start_us,
-                dur_us: s.dur_us,
-                init_us: s.init_us,
-                deps: plan
-                    .dag
-                    .deps(s.task)
-                    .iter()
-                    .map(|&d| plan.dag.id(d).clone())
-                    .collect(),
-            })
-            .collect();
+        let trace = traced_tasks(&tracker);
         Ok(JobReport {
             job: job.clone(),
             name: plan.dag.name().to_owned(),
@@ -411,4 +400,26 @@ impl<S: Store, P: Proxy> Engine<S, P> {
     pub async fn release(&self, job: &JobId) -> Result<(), StoreError> {
         self.store.delete_job(job).await
     }
+}
+
+/// The spans a tracker collected, with task ids, functions and dependencies resolved.
+pub fn traced_tasks(tracker: &JobTracker) -> Vec<TracedTask> {
+    let dag = &tracker.plan().dag;
+    tracker
+        .spans()
+        .iter()
+        .map(|(slot, s)| TracedTask {
+            task: dag.id(s.task).clone(),
+            func: dag.func_name(s.task).to_owned(),
+            slot: slot.clone(),
+            start_us: s.start_us,
+            dur_us: s.dur_us,
+            init_us: s.init_us,
+            deps: dag
+                .deps(s.task)
+                .iter()
+                .map(|&d| dag.id(d).clone())
+                .collect(),
+        })
+        .collect()
 }

@@ -5,6 +5,7 @@
 //! | `POST /jobs` | submit a DAG (JSON, YAML or MessagePack by `Content-Type`); `201 {"job": id}` |
 //! | `GET /jobs/{id}` | state, progress, failure, stats |
 //! | `GET /jobs/{id}/outputs` | outputs, in the CLI's JSON form |
+//! | `GET /jobs/{id}/trace` | task spans of a job submitted with `?trace=1` (timelines) |
 //! | `DELETE /jobs/{id}` | cancel; the job's keys are freed |
 //! | `GET /healthz` | store reachable, live executors and slots |
 //! | `GET /metrics` | Prometheus text |
@@ -120,6 +121,7 @@ pub fn router<S: Store, P: Proxy>(svc: Svc<S, P>, config: HttpConfig) -> Router 
         .route("/jobs", axum::routing::post(submit::<S, P>))
         .route("/jobs/{id}", get(status::<S, P>).delete(cancel::<S, P>))
         .route("/jobs/{id}/outputs", get(outputs::<S, P>))
+        .route("/jobs/{id}/trace", get(trace::<S, P>))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
             async move { authorize(token.as_deref(), req, next).await }
@@ -225,14 +227,23 @@ pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> 
     DagSpec::parse(text, format)
 }
 
+/// `POST /jobs` query: `?trace=1` records a span per task (`GET /jobs/{id}/trace`).
+#[derive(serde::Deserialize, Default)]
+struct SubmitQuery {
+    #[serde(default)]
+    trace: Option<String>,
+}
+
 async fn submit<S: Store, P: Proxy>(
     State(svc): State<Svc<S, P>>,
+    axum::extract::Query(q): axum::extract::Query<SubmitQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let spec = parse_dag(&headers, &body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()))?;
-    let job = svc.submit(spec).await?;
+    let trace = matches!(q.trace.as_deref(), Some("1" | "true" | "yes"));
+    let job = svc.submit_traced(spec, trace).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"job": job.as_str()})),
@@ -293,6 +304,15 @@ async fn outputs<S: Store, P: Proxy>(
         .map(|(id, v)| (id.to_string(), v.to_output_json()))
         .collect();
     Ok(axum::Json(json!({"job": job.as_str(), "outputs": map})).into_response())
+}
+
+async fn trace<S: Store, P: Proxy>(
+    State(svc): State<Svc<S, P>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = parse_job_id(&id)?;
+    let spans = svc.trace(&job).await?;
+    Ok(axum::Json(json!({"job": job.as_str(), "spans": spans})).into_response())
 }
 
 async fn cancel<S: Store, P: Proxy>(

@@ -116,7 +116,16 @@ impl<S: Store, P: Proxy> JobService<S, P> {
     }
 
     pub async fn submit(self: &Arc<Self>, spec: DagSpec) -> Result<JobId, SubmitError> {
-        match self.engine.submit(spec).await {
+        self.submit_traced(spec, false).await
+    }
+
+    /// As [`JobService::submit`]; `trace` records a span per task (for timelines).
+    pub async fn submit_traced(
+        self: &Arc<Self>,
+        spec: DagSpec,
+        trace: bool,
+    ) -> Result<JobId, SubmitError> {
+        match self.engine.submit_traced(spec, trace).await {
             Ok(job) => {
                 self.counters.submitted.fetch_add(1, Ordering::Relaxed);
                 self.follow(job.clone());
@@ -312,6 +321,18 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             out.push((id, v));
         }
         Ok(out)
+    }
+
+    /// The task spans of a traced job so far (empty for an untraced one).
+    pub async fn trace(
+        self: &Arc<Self>,
+        job: &JobId,
+    ) -> Result<Vec<crate::engine::TracedTask>, ServiceError> {
+        let f = self.followed(job).await?;
+        let t = lock(&f.tracker);
+        Ok(t.as_ref()
+            .map(crate::engine::traced_tasks)
+            .unwrap_or_default())
     }
 
     /// Cancels a job: executors stop picking up its invocations, and its keys are freed.

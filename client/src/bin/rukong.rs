@@ -602,27 +602,11 @@ fn run(args: RunArgs) -> ExitCode {
     let slots = local.slots();
     drop(local);
     if let Some(path) = &args.timeline {
-        let title = format!("{} ({})", report.name, report.job);
-        let html = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-        let doc = if html {
-            rukong_client::timeline::render_html(&report.trace, &title)
-        } else {
-            rukong_client::timeline::render_svg(&report.trace, &title)
-        };
-        match std::fs::write(path, doc) {
-            Ok(()) => eprintln!(
-                "timeline: {} ({} task runs)",
-                path.display(),
-                report.trace.len()
-            ),
-            Err(e) => eprintln!(
-                "error: cannot write the timeline to {}: {e}",
-                path.display()
-            ),
-        }
+        write_timeline(
+            path,
+            &report.trace,
+            &format!("{} ({})", report.name, report.job),
+        );
     }
     if args.json {
         println!("{}", report_json(&report, slots));
@@ -690,7 +674,7 @@ fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
     };
     let client = EngineClient::new(engine, args.token.clone(), Duration::from_secs(60));
     let started = Instant::now();
-    let job = match client.submit_bytes(&body, ctype) {
+    let job = match client.submit_bytes_traced(&body, ctype, args.timeline.is_some()) {
         Ok(j) => j,
         Err(e) if e.is_invalid_dag() => return invalid_remote(&args.file, &e),
         Err(e) => {
@@ -759,6 +743,12 @@ fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
         },
         "failed" => out["error"] = st.json["error"].clone(),
         _ => {}
+    }
+    if let Some(path) = &args.timeline {
+        match client.trace(&job) {
+            Ok(trace) => write_timeline(path, &trace, &format!("{} on {engine}", job)),
+            Err(e) => eprintln!("error: could not fetch the trace for the timeline: {e}"),
+        }
     }
     if args.json {
         println!("{out}");
@@ -869,7 +859,9 @@ fn bench(args: &[String]) -> ExitCode {
         .map(|p| p.with_file_name("rukong-e2e"))
         .filter(|p| p.is_file());
     let Some(harness) = harness else {
-        eprintln!("error: the benchmark harness rukong-e2e is not built next to this binary; build it with `cargo build --release -p rukong-client -p rukong-benches`");
+        eprintln!(
+            "error: the benchmark harness rukong-e2e is not built next to this binary; build it with `cargo build --release -p rukong-client -p rukong-benches`"
+        );
         return ExitCode::from(EXIT_INVALID);
     };
     match std::process::Command::new(&harness).args(args).status() {
@@ -878,5 +870,25 @@ fn bench(args: &[String]) -> ExitCode {
             eprintln!("error: cannot run {}: {e}", harness.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Draws a timeline (SVG, or HTML for a `.html`/`.htm` path) and reports where it went.
+fn write_timeline(path: &Path, trace: &[rukong_engine::TracedTask], title: &str) {
+    let html = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let doc = if html {
+        rukong_client::timeline::render_html(trace, title)
+    } else {
+        rukong_client::timeline::render_svg(trace, title)
+    };
+    match std::fs::write(path, doc) {
+        Ok(()) => eprintln!("timeline: {} ({} task runs)", path.display(), trace.len()),
+        Err(e) => eprintln!(
+            "error: cannot write the timeline to {}: {e}",
+            path.display()
+        ),
     }
 }
