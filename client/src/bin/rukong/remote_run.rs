@@ -1,0 +1,149 @@
+//! `rukong run FILE --engine URL`: submit to a cluster, follow the job, print the same
+//! output contract as embedded mode.
+
+use super::*;
+
+/// `rukong run FILE --engine URL`: submit to a cluster, follow it, print the same output
+/// contract as embedded mode.
+pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
+    let body = if args.file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut b) {
+            eprintln!("error: standard input: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        b
+    } else {
+        match std::fs::read(&args.file) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", args.file.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    };
+    let ctype = match args
+        .file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("json") => "application/json",
+        Some("yaml" | "yml") => "application/yaml",
+        Some("msgpack" | "mpk") => "application/msgpack",
+        _ if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => "application/json",
+        _ => "application/yaml",
+    };
+    let client = EngineClient::new(engine, args.token.clone(), Duration::from_secs(60));
+    let started = Instant::now();
+    let job = match client.submit_bytes_traced(&body, ctype, args.timeline.is_some()) {
+        Ok(j) => j,
+        Err(e) if e.is_invalid_dag() => return invalid_remote(&args.file, &e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_TASK_FAILED);
+        }
+    };
+    let timeout = args
+        .timeout
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} tasks ({per_sec})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut shown = args.no_progress;
+    let waited = client.wait(&job, timeout, Duration::from_secs(5), |done, total| {
+        if !shown && started.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let st = match waited {
+        Ok(s) => s,
+        Err(e) => {
+            if matches!(e, RemoteError::Timeout { .. }) {
+                let _ = client.cancel(&job);
+            }
+            eprintln!("error: job {job}: {e}");
+            return ExitCode::from(EXIT_TASK_FAILED);
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let tasks = st.done();
+    let mut out = serde_json::json!({
+        "job": job.as_str(),
+        "outputs": {},
+        "stats": {
+            "state": st.state(),
+            "tasks": tasks,
+            "wall_ms": (wall * 1e6).round() / 1e3,
+            "tasks_per_sec": if wall > 0.0 { (tasks as f64 / wall).round() } else { 0.0 },
+            "us_per_task": if tasks > 0 { (wall * 1e9 / tasks as f64).round() / 1e3 } else { 0.0 },
+            "engine": engine,
+        },
+    });
+    if let Some(st_stats) = st.json.get("stats").and_then(|v| v.as_object()) {
+        for (k, v) in st_stats {
+            if k != "tasks" {
+                out["stats"][k] = v.clone();
+            }
+        }
+    }
+    match st.state() {
+        "succeeded" => match client.outputs(&job) {
+            Ok(o) => out["outputs"] = o,
+            Err(e) => {
+                eprintln!("error: job {job} succeeded but its outputs could not be fetched: {e}");
+                return ExitCode::from(EXIT_TASK_FAILED);
+            }
+        },
+        "failed" => out["error"] = st.json["error"].clone(),
+        _ => {}
+    }
+    if let Some(path) = &args.timeline {
+        match client.trace(&job) {
+            Ok(trace) => write_timeline(path, &trace, &format!("{} on {engine}", job)),
+            Err(e) => eprintln!("error: could not fetch the trace for the timeline: {e}"),
+        }
+    }
+    if args.json {
+        println!("{out}");
+    } else if let Some(o) = out["outputs"].as_object() {
+        for (id, v) in o {
+            println!("{id}: {v}");
+        }
+    }
+    match st.state() {
+        "succeeded" => {
+            eprintln!("ok: job {job} ran {tasks} tasks in {wall:.3} s on {engine}");
+            ExitCode::SUCCESS
+        }
+        "failed" => {
+            eprintln!(
+                "error: task {} failed: {}",
+                st.json["error"]["task"].as_str().unwrap_or("-"),
+                st.json["error"]["message"].as_str().unwrap_or("")
+            );
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
+        other => {
+            eprintln!("error: job {job} ended {other}");
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
+    }
+}
+
+pub(crate) fn invalid_remote(file: &Path, e: &RemoteError) -> ExitCode {
+    match e {
+        RemoteError::Http { message, .. } => eprintln!("error: {}: {message}", file.display()),
+        e => eprintln!("error: {}: {e}", file.display()),
+    }
+    ExitCode::from(EXIT_INVALID)
+}
