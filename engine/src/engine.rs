@@ -333,6 +333,24 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 }
             }
         };
+        if state == JobState::Succeeded && plan.config.trace {
+            // Other invocations may flush their spans just after the sink's result.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !tracker.trace_complete() && Instant::now() < deadline {
+                let batch = self
+                    .store
+                    .read_events(job, cursor, 65_536, Duration::from_millis(50))
+                    .await?;
+                cursor = batch.next;
+                if batch.events.is_empty() {
+                    // A finished job's read returns at once; don't spin.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                for e in batch.events {
+                    tracker.apply(e);
+                }
+            }
+        }
         let mut outputs = Vec::new();
         if state == JobState::Succeeded {
             for (t, p) in tracker.outputs() {

@@ -228,12 +228,51 @@ impl<S: Store, P: Proxy> JobService<S, P> {
                 }
             }
         };
+        if final_state == JobState::Succeeded {
+            self.drain_trace(&job, &f, cursor).await;
+        }
         self.finish(&f, final_state);
         tokio::time::sleep(self.config.retention).await;
         if let Err(e) = self.engine.release(&job).await {
             tracing::warn!(%job, error = %e, "could not free the job's keys; their TTL will");
         }
         lock(&self.jobs).remove(&job);
+    }
+
+    /// A traced job's spans can trail its end (another invocation may flush just after the
+    /// sink's result): read on, for at most 2 s, until every task has a span.
+    async fn drain_trace(&self, job: &JobId, f: &Followed, mut cursor: u64) {
+        let store = self.engine.store().clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            {
+                let t = lock(&f.tracker);
+                match t.as_ref() {
+                    Some(t) if t.plan().config.trace && !t.trace_complete() => {}
+                    _ => return,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            let Ok(batch) = store
+                .read_events(job, cursor, 65_536, Duration::from_millis(50))
+                .await
+            else {
+                return;
+            };
+            cursor = batch.next;
+            if batch.events.is_empty() {
+                // A finished job's read returns at once; don't spin.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            if let Some(t) = lock(&f.tracker).as_mut() {
+                for e in batch.events {
+                    t.apply(e);
+                }
+            }
+        }
     }
 
     fn finish(&self, f: &Followed, state: JobState) {

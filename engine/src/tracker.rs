@@ -16,6 +16,9 @@ pub struct JobTracker {
     failure: Option<JobState>,
     /// (slot, span) of traced jobs.
     spans: Vec<(String, Span)>,
+    /// Tasks with at least one span.
+    spanned: Vec<bool>,
+    spanned_count: usize,
 }
 
 impl JobTracker {
@@ -29,6 +32,8 @@ impl JobTracker {
             stats: WalkStats::default(),
             failure: None,
             spans: Vec::new(),
+            spanned: Vec::new(),
+            spanned_count: 0,
             plan,
         }
     }
@@ -47,6 +52,17 @@ impl JobTracker {
             }
             Event::Progress(s) => self.stats.merge(&s),
             Event::Trace { slot, spans } => {
+                if self.spanned.is_empty() {
+                    self.spanned = vec![false; self.plan.dag.len()];
+                }
+                for s in &spans {
+                    if let Some(seen) = self.spanned.get_mut(s.task.get())
+                        && !*seen
+                    {
+                        *seen = true;
+                        self.spanned_count += 1;
+                    }
+                }
                 self.spans
                     .extend(spans.into_iter().map(|s| (slot.clone(), s)));
             }
@@ -83,6 +99,12 @@ impl JobTracker {
         } else {
             JobState::Running
         }
+    }
+
+    /// Whether every task of the DAG has a span (a traced job's trace can trail its end:
+    /// another invocation may flush its spans just after the sink's result).
+    pub fn trace_complete(&self) -> bool {
+        self.spanned_count >= self.plan.dag.len()
     }
 
     /// The spans of a traced job, with the slot that ran each.
