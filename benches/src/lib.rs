@@ -12,6 +12,7 @@
 //! `INFO commandstats` parsing ([`redis_stats`]) and the cluster-mode runner ([`cluster`]).
 
 pub mod cluster;
+pub mod plot;
 pub mod redis_stats;
 
 use anyhow::{Context, Result, bail};
@@ -137,11 +138,13 @@ pub struct Args {
     pub rukong: Option<String>,
     /// Cluster mode: the pause between two job-status polls, in milliseconds.
     pub poll_ms: u64,
+    /// Embedded mode: draw scaling curves of the measured workloads to this SVG file.
+    pub plot: Option<String>,
 }
 
 pub const USAGE: &str = "\
 usage: rukong-e2e [--mode embedded|cluster] [--workload NAME]... [--repeats N] [--warmup N]
-                  [--slots N] [--json FILE] [--executors N] [--rukong PATH] [--poll-ms MS]
+                  [--slots N] [--json FILE] [--scaling] [--plot FILE.svg] [--executors N] [--rukong PATH] [--poll-ms MS]
 
 Runs each workload on one warm rukong deployment, checks every run's outputs, and prints
 wall-clock statistics.
@@ -180,6 +183,7 @@ where
         executors: 2,
         rukong: None,
         poll_ms: 2,
+        plot: None,
     };
     let mut cluster_only: Option<String> = None;
     let mut it = args.into_iter().map(Into::into);
@@ -202,6 +206,8 @@ where
             "--warmup" => out.warmup = parse_number(&value()?).context("--warmup")?,
             "--slots" => out.slots = Some(parse_count(&value()?).context("--slots")?),
             "--json" => out.json = Some(value()?),
+            "--plot" => out.plot = Some(value()?),
+            "--scaling" => out.workloads.extend(scaling_workloads()),
             "--help" | "-h" => out.help = true,
             "--mode" => {
                 out.mode = match value()?.trim().to_ascii_lowercase().as_str() {
@@ -235,6 +241,30 @@ where
         out.workloads = default_workloads();
     }
     Ok(out)
+}
+
+/// `--scaling`: each family at several sizes, for scaling curves.
+pub fn scaling_workloads() -> Vec<Workload> {
+    let mut w = Vec::new();
+    for leaves in [256, 1024, 4096, 16_384, 65_536] {
+        w.push(Workload::TreeReduction { leaves });
+    }
+    for width in [100, 1000, 10_000, 100_000] {
+        w.push(Workload::FanoutFanin { width });
+    }
+    for length in [100, 1000, 10_000] {
+        w.push(Workload::Chain { length });
+    }
+    w
+}
+
+/// A workload's family name for plots (`tree-reduction-1024` → `tree-reduction`).
+pub fn family(w: &Workload) -> String {
+    let name = w.name();
+    match name.rsplit_once('-') {
+        Some((f, n)) if n.chars().next().is_some_and(|c| c.is_ascii_digit()) => f.to_owned(),
+        _ => name,
+    }
 }
 
 /// Median, minimum, maximum and mean of a set of samples.

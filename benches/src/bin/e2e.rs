@@ -69,6 +69,9 @@ fn real_main() -> Result<()> {
         return Ok(());
     }
     if args.mode == Mode::Cluster {
+        if args.plot.is_some() {
+            bail!("--plot draws embedded-mode runs only, for now");
+        }
         return rukong_benches::cluster::main(&args);
     }
 
@@ -103,6 +106,24 @@ fn real_main() -> Result<()> {
 
     print_table(&results);
     println!();
+    if let Some(path) = &args.plot {
+        let points: Vec<rukong_benches::plot::Point> = results
+            .iter()
+            .map(|m| rukong_benches::plot::Point {
+                family: rukong_benches::family(&m.workload),
+                tasks: m.tasks,
+                wall_ms: m.wall().median,
+            })
+            .collect();
+        let title = format!(
+            "rukong embedded, {} slots, median of {} runs",
+            local.slots(),
+            args.repeats
+        );
+        std::fs::write(path, rukong_benches::plot::scaling_svg(&points, &title))
+            .with_context(|| format!("writing {path}"))?;
+        println!("scaling curves: {path}");
+    }
     let target = target_check(&results);
     println!("{}", target.line);
 
