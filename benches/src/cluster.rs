@@ -746,12 +746,7 @@ fn to_json(
         "tool": "rukong-e2e",
         "mode": "cluster",
         "unix_time": unix_secs,
-        "machine": {
-            "cores": cores,
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-            "debug_build": cfg!(debug_assertions),
-        },
+        "machine": crate::machine_json(cores),
         "executors": args.executors,
         "slots": slots,
         "slots_per_executor": slots,

@@ -243,6 +243,16 @@ where
     Ok(out)
 }
 
+/// The machine a run was measured on, for `--json` reports.
+pub fn machine_json(cores: usize) -> serde_json::Value {
+    serde_json::json!({
+        "cores": cores,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "debug_build": cfg!(debug_assertions),
+    })
+}
+
 /// `--scaling`: each family at several sizes, for scaling curves.
 pub fn scaling_workloads() -> Vec<Workload> {
     let mut w = Vec::new();

@@ -285,12 +285,7 @@ fn to_json(
         "tool": "rukong-e2e",
         "mode": "embedded",
         "unix_time": unix_secs,
-        "machine": {
-            "cores": cores,
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-            "debug_build": cfg!(debug_assertions),
-        },
+        "machine": rukong_benches::machine_json(cores),
         "slots": slots,
         "warmup": args.warmup,
         "repeats": args.repeats,

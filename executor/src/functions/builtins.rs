@@ -53,7 +53,7 @@ pub fn register_all(r: &mut Registry) {
 // ----------------------------------------------------------------------------------------
 
 /// "a" or "an" for a kind name.
-fn article(kind: &str) -> &'static str {
+pub(crate) fn article(kind: &str) -> &'static str {
     match kind.as_bytes().first() {
         Some(b'a' | b'e' | b'i' | b'o' | b'u') => "an",
         _ => "a",
@@ -71,7 +71,7 @@ fn wrong_kind(name: &str, index: usize, v: &Value, expected: &str) -> FnError {
     ))
 }
 
-fn expect_count(name: &str, inputs: &[Value], n: usize) -> Result<(), FnError> {
+pub(crate) fn expect_count(name: &str, inputs: &[Value], n: usize) -> Result<(), FnError> {
     if inputs.len() == n {
         Ok(())
     } else {

@@ -79,6 +79,7 @@
 //!   `qr_r(vstack(r1, r2))` up a reduction tree, then `svd_values` of the root.
 //! - `qr_r` and `svd_values` reject a matrix with a NaN or infinite entry.
 
+use super::builtins::{article, expect_count};
 use super::{FnError, Function, Registry, WarmState};
 use bytes::Bytes;
 use faer::diag::Diag;
@@ -424,25 +425,6 @@ fn inputs_heavy(inputs: &[Value]) -> bool {
 // ----------------------------------------------------------------------------------------
 // Error helpers (the same wording as the other built-ins)
 // ----------------------------------------------------------------------------------------
-
-fn article(kind: &str) -> &'static str {
-    match kind.as_bytes().first() {
-        Some(b'a' | b'e' | b'i' | b'o' | b'u') => "an",
-        _ => "a",
-    }
-}
-
-fn expect_count(name: &str, inputs: &[Value], n: usize) -> Result<(), FnError> {
-    if inputs.len() == n {
-        Ok(())
-    } else {
-        Err(FnError::new(format!(
-            "{name}: expects {n} input{}, got {}",
-            if n == 1 { "" } else { "s" },
-            inputs.len()
-        )))
-    }
-}
 
 fn expect_some(name: &str, inputs: &[Value]) -> Result<(), FnError> {
     if inputs.is_empty() {
