@@ -2,6 +2,7 @@
 
 use rukong_core::dag::DagSpec;
 use rukong_core::error::{DagError, StoreError};
+use rukong_core::plan::JobConfig;
 use rukong_core::store::memory::{DEFAULT_MAX_OBJECT, MemoryStore};
 use rukong_engine::{Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
 use rukong_executor::{ExecutorConfig, ExecutorHandle, Registry};
@@ -9,6 +10,13 @@ use rukong_kvstore_proxy::LocalProxy;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+
+/// The embedded default for [`JobConfig::inline_limit`]: every output up to the object limit
+/// travels by reference. Nothing crosses a process boundary in embedded mode, so an inline
+/// value is a reference-counted handle, while an object would be encoded, copied into the
+/// store and decoded again by each reader. Larger outputs still go to the in-process proxy,
+/// which rejects them with a clear error.
+pub const EMBEDDED_INLINE_LIMIT: usize = DEFAULT_MAX_OBJECT;
 
 /// Settings of an embedded deployment.
 #[derive(Clone, Debug)]
@@ -29,7 +37,13 @@ impl Default for LocalConfig {
         LocalConfig {
             slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             executor_threads: None,
-            engine: EngineConfig::default(),
+            engine: EngineConfig {
+                job: JobConfig {
+                    inline_limit: EMBEDDED_INLINE_LIMIT,
+                    ..JobConfig::default()
+                },
+                ..EngineConfig::default()
+            },
             registry: Registry::with_builtins(),
             max_object: DEFAULT_MAX_OBJECT,
         }

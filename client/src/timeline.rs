@@ -1,6 +1,8 @@
 //! `rukong run FILE --timeline out.svg|out.html`: a Gantt chart of a traced run. It has one
 //! row per executor slot and one bar per task, coloured by function. Cold starts are marked
-//! red at the start of their bar, and the critical path is outlined in black.
+//! red at the start of their bar, data transfers through the object store (puts and gets of
+//! large outputs) are dark strips along the bottom of their slot's row, and the critical path
+//! is outlined in black.
 //!
 //! It stays usable at 100,000 tasks. A row with more bars than pixels is drawn aggregated:
 //! each pixel column gets the colour of the function that kept the slot busiest there,
@@ -26,14 +28,19 @@ fn esc(s: &str) -> String {
 
 /// The tasks on the critical path: from the task that ended last, back through the
 /// dependency that ended last, to a task with no traced dependency.
+/// Transfers are not on it: a task's bar starts after its inputs arrived.
 pub fn critical_path(trace: &[TracedTask]) -> Vec<usize> {
     let by_id: HashMap<&str, usize> = trace
         .iter()
         .enumerate()
+        .filter(|(_, t)| t.transfer.is_none())
         .map(|(i, t)| (t.task.as_str(), i))
         .collect();
     let end = |i: usize| trace[i].start_us + trace[i].dur_us;
-    let Some(mut cur) = (0..trace.len()).max_by_key(|&i| end(i)) else {
+    let Some(mut cur) = (0..trace.len())
+        .filter(|&i| trace[i].transfer.is_none())
+        .max_by_key(|&i| end(i))
+    else {
         return Vec::new();
     };
     let mut path = vec![cur];
@@ -55,6 +62,7 @@ pub fn critical_path(trace: &[TracedTask]) -> Vec<usize> {
 
 /// The chart as a standalone SVG document.
 pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
+    let runs = trace.iter().filter(|t| t.transfer.is_none()).count();
     let mut slots: Vec<&str> = trace.iter().map(|t| t.slot.as_str()).collect();
     slots.sort_unstable();
     slots.dedup();
@@ -79,7 +87,7 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     let row_h = if slots.len() > 40 { 10.0 } else { 20.0 };
     let top = 50.0;
     let legend_y = top + row_h * slots.len() as f64 + 40.0;
-    let height = legend_y + 20.0 * (funcs.len().div_ceil(6) as f64) + 20.0;
+    let height = legend_y + (20.0 * (funcs.len().div_ceil(6) as f64)).max(45.0) + 20.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -91,7 +99,7 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
         s,
         r#"<text x="10" y="20" font-size="14" font-weight="bold">{} — {} tasks on {} slots, {:.1} ms</text>"#,
         esc(title),
-        trace.len(),
+        runs,
         slots.len(),
         span_us / 1e3
     );
@@ -116,8 +124,14 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     }
     // Rows.
     let mut per_row: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
+    let mut moves_per_row: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
     for (i, t) in trace.iter().enumerate() {
-        per_row[row_of[t.slot.as_str()]].push(i);
+        let row = row_of[t.slot.as_str()];
+        if t.transfer.is_some() {
+            moves_per_row[row].push(i);
+        } else {
+            per_row[row].push(i);
+        }
     }
     for (r, idxs) in per_row.iter().enumerate() {
         let y = top + r as f64 * row_h;
@@ -218,6 +232,47 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
             }
         }
     }
+    // Data transfers: a dark strip along the bottom of the row, one per transfer (or one
+    // per pixel column when there are more transfers than pixels).
+    for (r, idxs) in moves_per_row.iter().enumerate() {
+        let y = top + r as f64 * row_h + row_h * 0.65;
+        let h = row_h * 0.35 - 1.0;
+        if idxs.len() as f64 <= WIDTH / 2.0 {
+            for &i in idxs {
+                let t = &trace[i];
+                let Some(m) = t.transfer else { continue };
+                let (x0, x1) = (x(t.start_us), x(t.start_us + t.dur_us));
+                let secs = t.dur_us.max(1) as f64 / 1e6;
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{x0:.2}" y="{y:.1}" width="{:.2}" height="{h:.1}" fill="{}"><title>{} of {}'s output: {} in {:.3} ms ({:.2} GB/s)</title></rect>"##,
+                    (x1 - x0).max(1.5),
+                    if m.put { "#222" } else { "#666" },
+                    if m.put { "put" } else { "get" },
+                    esc(t.task.as_str()),
+                    fmt_bytes(m.bytes),
+                    t.dur_us as f64 / 1e3,
+                    m.bytes as f64 / secs / 1e9
+                );
+            }
+        } else {
+            let cols = WIDTH as usize;
+            let mut hit = vec![false; cols];
+            for &i in idxs {
+                let t = &trace[i];
+                let a = ((x(t.start_us) - LABEL) as usize).min(cols - 1);
+                let b = ((x(t.start_us + t.dur_us) - LABEL) as usize).min(cols - 1);
+                hit[a..=b].iter_mut().for_each(|h| *h = true);
+            }
+            for (c, _) in hit.iter().enumerate().filter(|(_, h)| **h) {
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{:.1}" y="{y:.1}" width="1" height="{h:.1}" fill="#222"/>"##,
+                    LABEL + c as f64
+                );
+            }
+        }
+    }
     // The critical path, outlined bar by bar.
     for i in critical_path(trace) {
         let t = &trace[i];
@@ -251,12 +306,15 @@ pub fn render_svg(trace: &[TracedTask], title: &str) -> String {
     let lx = 10.0;
     let _ = writeln!(
         s,
-        r##"<rect x="{lx}" y="{}" width="12" height="12" fill="#d62728"/><text x="{}" y="{legend_y}">cold start</text><rect x="{lx}" y="{}" width="12" height="12" fill="none" stroke="black" stroke-width="1.5"/><text x="{}" y="{}">critical path</text>"##,
+        r##"<rect x="{lx}" y="{}" width="12" height="12" fill="#d62728"/><text x="{}" y="{legend_y}">cold start</text><rect x="{lx}" y="{}" width="12" height="12" fill="none" stroke="black" stroke-width="1.5"/><text x="{}" y="{}">critical path</text><rect x="{lx}" y="{}" width="12" height="5" fill="#222"/><text x="{}" y="{}">data put / get</text>"##,
         legend_y - 10.0,
         lx + 16.0,
         legend_y + 10.0,
         lx + 16.0,
-        legend_y + 20.0
+        legend_y + 20.0,
+        legend_y + 33.0,
+        lx + 16.0,
+        legend_y + 40.0
     );
     s.push_str("</svg>\n");
     s
@@ -279,6 +337,15 @@ fn nice_step(raw_ms: f64) -> f64 {
         .map(|m| m * p)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * p)
+}
+
+fn fmt_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 fn fmt_ms(ms: f64) -> String {
@@ -304,7 +371,37 @@ mod tests {
             dur_us: dur,
             init_us: 0,
             deps: deps.iter().map(|d| (*d).into()).collect(),
+            transfer: None,
         }
+    }
+
+    #[test]
+    fn transfers_are_marked_and_stay_off_the_critical_path() {
+        let mut put = t("a", "blob", "s0", 10, 30, &[]);
+        put.transfer = Some(rukong_engine::Transfer {
+            put: true,
+            bytes: 8 << 20,
+        });
+        let mut get = t("a", "blob", "s1", 45, 5, &[]);
+        get.transfer = Some(rukong_engine::Transfer {
+            put: false,
+            bytes: 8 << 20,
+        });
+        let trace = vec![
+            t("a", "blob", "s0", 0, 10, &[]),
+            put,
+            get,
+            t("b", "sha256", "s1", 50, 20, &["a"]),
+        ];
+        let path: Vec<&str> = critical_path(&trace)
+            .iter()
+            .map(|&i| trace[i].task.as_str())
+            .collect();
+        assert_eq!(path, ["a", "b"]);
+        let svg = render_svg(&trace, "moves");
+        assert!(svg.contains("put of a's output: 8.00 MiB"), "{svg}");
+        assert!(svg.contains("get of a's output: 8.00 MiB"));
+        assert!(svg.contains("2 tasks on 2 slots"));
     }
 
     #[test]

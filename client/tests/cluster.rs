@@ -437,6 +437,18 @@ fn a_cluster_run_draws_its_timeline() {
         );
     }
     assert!(s.contains("critical path: d"));
+    // Outputs over the inline limit cross the proxy: the timeline marks the put and the get.
+    let dag = temp_file(
+        "moves.yaml",
+        "name: moves\ntasks:\n  - {id: a, fn: blob, args: [200000, 1]}\n  - {id: b, fn: blob, args: [200000, 2]}\n  - {id: h, fn: sha256, deps: [a, b]}\n",
+    );
+    let svg = temp_file("moves.svg", "");
+    let out = c.run(&dag, &["--timeline", svg.to_str().unwrap()]);
+    assert_ok(&out);
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.contains("put of a's output: 195.3 KiB"), "{s}");
+    assert!(s.contains("get of b's output: 195.3 KiB"), "{s}");
+    assert!(s.contains("3 tasks on"), "{s}");
     // Untraced jobs have no spans.
     let client = c.client();
     let job = client

@@ -104,7 +104,21 @@ impl WalkStats {
     }
 }
 
-/// One task's run on one slot, for timelines (recorded only when the job asks for a trace).
+/// What a [`Span`] records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpanKind {
+    /// The task's function ran.
+    #[default]
+    Run,
+    /// The task's output was read back from the object store (through the proxy) by a
+    /// consumer on this slot.
+    Get,
+    /// The task's output was put in the object store (through the proxy).
+    Put,
+}
+
+/// One task's run, or one transfer of its output, on one slot, for timelines (recorded only
+/// when the job asks for a trace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
     pub task: TaskIdx,
@@ -114,6 +128,11 @@ pub struct Span {
     pub dur_us: u64,
     /// The function's `init` ran first (a cold start); `init_us` is part of `dur_us`.
     pub init_us: u64,
+    #[serde(default)]
+    pub kind: SpanKind,
+    /// Bytes moved (transfers only).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A per-job event (DESIGN §5). The stream is durable and read by cursor; the engine and

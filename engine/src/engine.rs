@@ -5,7 +5,7 @@
 use crate::tracker::JobTracker;
 use rukong_core::dag::{DagSpec, validate};
 use rukong_core::error::{DagError, StoreError};
-use rukong_core::messages::{Invocation, JobState, Payload, Start, WalkStats};
+use rukong_core::messages::{Invocation, JobState, Payload, SpanKind, Start, WalkStats};
 use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::store::{ExecutorInfo, Store};
 use rukong_core::{ExecClass, JobConfig, JobId, JobPlan, Limits, TaskId, TaskIdx, Value, schedule};
@@ -72,11 +72,12 @@ pub struct JobReport {
     pub stats: WalkStats,
     /// From submission (validation included) to the job's end.
     pub wall: Duration,
-    /// One entry per task run, for traced jobs (`JobConfig::trace`); empty otherwise.
+    /// One entry per task run and per object transfer, for traced jobs (`JobConfig::trace`);
+    /// empty otherwise.
     pub trace: Vec<TracedTask>,
 }
 
-/// One task's run, as a timeline draws it.
+/// One task's run, or one transfer of its output, as a timeline draws it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TracedTask {
     pub task: TaskId,
@@ -86,6 +87,18 @@ pub struct TracedTask {
     pub dur_us: u64,
     pub init_us: u64,
     pub deps: Vec<TaskId>,
+    /// `None` for a run of the task; `Some` for a transfer of its output through the
+    /// object store (which then takes `dur_us` from `start_us`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
+}
+
+/// A transfer of a task's output through the object store, on the slot that did it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// `true` for a put (the producer wrote it), `false` for a get (a consumer read it).
+    pub put: bool,
+    pub bytes: u64,
 }
 
 impl JobReport {
@@ -433,11 +446,21 @@ pub fn traced_tasks(tracker: &JobTracker) -> Vec<TracedTask> {
             start_us: s.start_us,
             dur_us: s.dur_us,
             init_us: s.init_us,
-            deps: dag
-                .deps(s.task)
-                .iter()
-                .map(|&d| dag.id(d).clone())
-                .collect(),
+            deps: match s.kind {
+                SpanKind::Run => dag
+                    .deps(s.task)
+                    .iter()
+                    .map(|&d| dag.id(d).clone())
+                    .collect(),
+                SpanKind::Get | SpanKind::Put => Vec::new(),
+            },
+            transfer: match s.kind {
+                SpanKind::Run => None,
+                k => Some(Transfer {
+                    put: k == SpanKind::Put,
+                    bytes: s.bytes,
+                }),
+            },
         })
         .collect()
 }

@@ -19,6 +19,6 @@ pub mod tracker;
 
 pub use engine::{
     Admission, Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError, TracedTask,
-    traced_tasks,
+    Transfer, traced_tasks,
 };
 pub use service::{JobService, ServiceConfig};

@@ -2,7 +2,7 @@
 //! whole view of a running job. Duplicated events (after a redelivered invocation) are
 //! harmless: results are deduplicated by task.
 
-use rukong_core::messages::{Event, JobState, Payload, Span, WalkStats};
+use rukong_core::messages::{Event, JobState, Payload, Span, SpanKind, WalkStats};
 use rukong_core::{JobPlan, TaskIdx};
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ impl JobTracker {
                 if self.spanned.is_empty() {
                     self.spanned = vec![false; self.plan.dag.len()];
                 }
-                for s in &spans {
+                for s in spans.iter().filter(|s| s.kind == SpanKind::Run) {
                     if let Some(seen) = self.spanned.get_mut(s.task.get())
                         && !*seen
                     {

@@ -14,7 +14,7 @@
 use crate::run::{WarmCache, call_once};
 use crate::services::Services;
 use rukong_core::error::StoreError;
-use rukong_core::messages::{Event, Invocation, JobState, ObjectKey, Payload, WalkStats};
+use rukong_core::messages::{Event, Invocation, JobState, ObjectKey, Payload, SpanKind, WalkStats};
 use rukong_core::profile::{DagProfile, FnProfile};
 use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::store::{DeliveryId, Store};
@@ -295,7 +295,34 @@ pub(crate) struct Walker<'a, S, P> {
     spans: Vec<rukong_core::messages::Span>,
 }
 
+/// Microseconds since the Unix epoch (span starts line up across processes on a host).
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 impl<S: Store, P: Proxy> Walker<'_, S, P> {
+    /// Records a transfer of `t`'s output that began at `started` (traced jobs only).
+    fn trace_transfer(
+        &mut self,
+        t: TaskIdx,
+        kind: SpanKind,
+        started: Option<(u64, Instant)>,
+        bytes: u64,
+    ) {
+        if let Some((start_us, t0)) = started {
+            self.spans.push(rukong_core::messages::Span {
+                task: t,
+                start_us,
+                dur_us: t0.elapsed().as_micros() as u64,
+                init_us: 0,
+                kind,
+                bytes,
+            });
+        }
+    }
+
     /// The output as it travels: inline up to P, else put once in the object store.
     pub(crate) async fn payload(
         &mut self,
@@ -308,11 +335,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         }
         let p = if out.approx_size() > self.plan.config.inline_limit {
             let key = ObjectKey::for_output(&self.plan.job, t);
+            let started = self.plan.config.trace.then(|| (unix_us(), Instant::now()));
             let bytes = out.to_msgpack();
+            let size = bytes.len() as u64;
             self.stats.objects_put += 1;
-            self.stats.object_bytes += bytes.len() as u64;
+            self.stats.object_bytes += size;
             match self.svc.proxy.put_object(&key, bytes.into()).await {
-                Ok(()) => {}
+                Ok(()) => self.trace_transfer(t, SpanKind::Put, started, size),
                 Err(ProxyError::Store(StoreError::TooLarge { size, max, .. })) => {
                     return Err(WalkError::Task {
                         task: t,
@@ -340,6 +369,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         match p {
             Payload::Inline(v) => Ok(v),
             Payload::Object(key) => {
+                let started = self.plan.config.trace.then(|| (unix_us(), Instant::now()));
                 let dag = &self.plan.dag;
                 let bytes =
                     self.svc
@@ -354,10 +384,12 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                                 dag.id(from)
                             ),
                         })?;
-                Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
+                let value = Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
                     retryable: false,
                     error: format!("object {key} is corrupt: {e}"),
-                })
+                });
+                self.trace_transfer(from, SpanKind::Get, started, bytes.len() as u64);
+                value
             }
         }
     }
@@ -386,12 +418,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 attempts: 1,
                 error: format!("init of {} failed: {e}", registry.name(f)),
             })?;
-        let traced_start = self.plan.config.trace.then(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64)
-                .saturating_sub(cold.init.as_micros() as u64)
-        });
+        let traced_start = self
+            .plan
+            .config
+            .trace
+            .then(|| unix_us().saturating_sub(cold.init.as_micros() as u64));
         if cold.happened {
             let us = cold.init.as_micros() as u64;
             self.stats.cold_starts += 1;
@@ -431,6 +462,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                             start_us,
                             dur_us: init_us + exec_us,
                             init_us: if cold.happened { init_us } else { 0 },
+                            kind: SpanKind::Run,
+                            bytes: 0,
                         });
                     }
                     return Ok(v);

@@ -167,9 +167,11 @@ struct RunArgs {
     /// Executor slots (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     slots: Option<u32>,
-    /// Outputs up to this many bytes travel inline; larger ones go through the object store.
-    #[arg(long, default_value_t = 64 * 1024)]
-    inline_limit: usize,
+    /// Outputs up to this many bytes travel inline; larger ones go through the object store
+    /// (default: 64 KiB in a cluster; in embedded mode every output under the object limit
+    /// travels by reference).
+    #[arg(long)]
+    inline_limit: Option<usize>,
     /// Fan-outs of at least this out-degree are handed to the KV-store proxy.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     proxy_fanout: u32,
@@ -527,7 +529,9 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(s) = args.slots {
         config.slots = s as usize;
     }
-    config.engine.job.inline_limit = args.inline_limit;
+    if let Some(limit) = args.inline_limit {
+        config.engine.job.inline_limit = limit;
+    }
     config.engine.job.proxy_fanout = args.proxy_fanout;
     config.engine.job.trace = args.timeline.is_some();
     let timeout = match args.timeout {
