@@ -104,6 +104,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             missing.sort_unstable();
             missing.dedup();
             let got = self.svc.store.get_outputs(&plan.job, &missing).await?;
+            let mut payloads = Vec::with_capacity(missing.len());
             for (&d, p) in missing.iter().zip(got) {
                 let Some(p) = p else {
                     let reader = frontier
@@ -119,9 +120,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                         ),
                     });
                 };
-                let v = self.resolve(d, d, p).await?;
-                fetched.insert(d, v);
+                payloads.push((d, d, p));
             }
+            let values = self.resolve_all(payloads).await?;
+            fetched.extend(missing.iter().copied().zip(values));
         }
         let mut all = Vec::with_capacity(frontier.len());
         for item in frontier.iter_mut() {

@@ -368,30 +368,59 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     ) -> Result<Value, WalkError> {
         match p {
             Payload::Inline(v) => Ok(v),
-            Payload::Object(key) => {
-                let started = self.plan.config.trace.then(|| (unix_us(), Instant::now()));
-                let dag = &self.plan.dag;
-                let bytes =
-                    self.svc
-                        .proxy
-                        .get_object(&key)
-                        .await?
-                        .ok_or_else(|| WalkError::Backend {
-                            retryable: true,
-                            error: format!(
-                                "task {}: object {key} (output of {}) is missing",
-                                dag.id(t),
-                                dag.id(from)
-                            ),
-                        })?;
-                let value = Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
-                    retryable: false,
-                    error: format!("object {key} is corrupt: {e}"),
-                });
-                self.trace_transfer(from, SpanKind::Get, started, bytes.len() as u64);
-                value
-            }
+            p => Ok(self
+                .resolve_all(vec![(t, from, p)])
+                .await?
+                .pop()
+                .unwrap_or_default()),
         }
+    }
+
+    /// Payloads as values: `(reader, producer, payload)` each. Objects are fetched through
+    /// the proxy concurrently (its connection pool carries them in parallel).
+    pub(crate) async fn resolve_all(
+        &mut self,
+        items: Vec<(TaskIdx, TaskIdx, Payload)>,
+    ) -> Result<Vec<Value>, WalkError> {
+        let svc = self.svc;
+        let traced = self.plan.config.trace;
+        let fetches = items.iter().filter_map(|(_, _, p)| match p {
+            Payload::Object(key) => Some(async move {
+                let started = traced.then(|| (unix_us(), Instant::now()));
+                (svc.proxy.get_object(key).await, started)
+            }),
+            Payload::Inline(_) => None,
+        });
+        let mut fetched = futures_util::future::join_all(fetches).await.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        for (t, from, p) in items {
+            let key = match p {
+                Payload::Inline(v) => {
+                    out.push(v);
+                    continue;
+                }
+                Payload::Object(key) => key,
+            };
+            let Some((got, started)) = fetched.next() else {
+                break;
+            };
+            let dag = &self.plan.dag;
+            let bytes = got?.ok_or_else(|| WalkError::Backend {
+                retryable: true,
+                error: format!(
+                    "task {}: object {key} (output of {}) is missing",
+                    dag.id(t),
+                    dag.id(from)
+                ),
+            })?;
+            let value = Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
+                retryable: false,
+                error: format!("object {key} is corrupt: {e}"),
+            })?;
+            self.trace_transfer(from, SpanKind::Get, started, bytes.len() as u64);
+            out.push(value);
+        }
+        Ok(out)
     }
 
     /// Runs the task's function with its retries.
