@@ -5,7 +5,8 @@ use rukong_core::error::{DagError, StoreError};
 use rukong_core::plan::JobConfig;
 use rukong_core::store::memory::{DEFAULT_MAX_OBJECT, MemoryStore};
 use rukong_engine::{Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
-use rukong_executor::{ExecutorConfig, ExecutorHandle, Registry};
+use rukong_core::ExecClass;
+use rukong_executor::{ExecutorConfig, ExecutorHandle, GpuConfig, Registry};
 use rukong_kvstore_proxy::LocalProxy;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub struct LocalConfig {
     pub registry: Registry,
     /// Largest object the store accepts, in bytes.
     pub max_object: usize,
+    /// GPU executor: with at least one device, a second executor (class `gpu`) runs the
+    /// tasks that ask for `resources: {gpu: N}`; without one, such jobs are rejected at
+    /// submission.
+    pub gpu: GpuConfig,
 }
 
 impl Default for LocalConfig {
@@ -46,6 +51,7 @@ impl Default for LocalConfig {
             },
             registry: Registry::with_builtins(),
             max_object: DEFAULT_MAX_OBJECT,
+            gpu: GpuConfig::default(),
         }
     }
 }
@@ -82,6 +88,7 @@ pub struct Local {
     store: Arc<MemoryStore>,
     engine: LocalEngine,
     executor: Option<ExecutorHandle>,
+    gpu_executor: Option<ExecutorHandle>,
     slots: usize,
 }
 
@@ -98,6 +105,8 @@ impl Local {
         let slots = config.slots.max(1);
         let mut engine_config = config.engine;
         engine_config.job.slots_hint = slots;
+        let gpu = !config.gpu.devices.is_empty();
+        engine_config.gpu_available |= gpu;
         let registry = Arc::new(config.registry);
         let engine = Engine::new(
             store.clone(),
@@ -109,12 +118,27 @@ impl Local {
         if let Some(t) = config.executor_threads {
             exec_config.threads = t.clamp(1, slots);
         }
+        let gpu_executor = if gpu {
+            let mut c = ExecutorConfig::new(1);
+            c.id = rukong_core::ExecutorId::new(format!("{}-gpu", exec_config.id));
+            c.class = ExecClass::Gpu;
+            c.gpu = config.gpu;
+            Some(rukong_executor::start(
+                c,
+                store.clone(),
+                proxy.clone(),
+                registry.clone(),
+            )?)
+        } else {
+            None
+        };
         let executor = rukong_executor::start(exec_config, store.clone(), proxy, registry)?;
         Ok(Local {
             rt,
             store,
             engine,
             executor: Some(executor),
+            gpu_executor,
             slots,
         })
     }
@@ -167,6 +191,9 @@ impl Local {
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(e) = self.executor.take() {
+            e.stop();
+        }
+        if let Some(e) = self.gpu_executor.take() {
             e.stop();
         }
     }

@@ -90,6 +90,12 @@ pub struct WalkStats {
     pub invocations_sent: u32,
     /// Fan-outs handed to the proxy.
     pub proxy_fanouts: u32,
+    /// Calls on a device slot that found their function's warm state resident.
+    #[serde(default)]
+    pub warm_hits: u32,
+    /// GPU tasks that ran as part of a bundle (one `call_batch` for several invocations).
+    #[serde(default)]
+    pub bundled: u32,
 }
 
 impl WalkStats {
@@ -101,6 +107,8 @@ impl WalkStats {
         self.object_bytes += o.object_bytes;
         self.invocations_sent += o.invocations_sent;
         self.proxy_fanouts += o.proxy_fanouts;
+        self.warm_hits += o.warm_hits;
+        self.bundled += o.bundled;
     }
 }
 

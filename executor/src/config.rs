@@ -1,7 +1,33 @@
 //! Executor settings.
 
+use crate::bundling::BundleSettings;
+use crate::device::Device;
 use rukong_core::{ExecClass, ExecutorId};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// What a GPU executor (class `gpu`) runs on.
+#[derive(Clone, Debug)]
+pub struct GpuConfig {
+    /// The devices it offers ([`crate::device::discover`]). A `gpu` executor needs one.
+    pub devices: Vec<Arc<dyn Device>>,
+    /// Slots per device: invocations walked at once on it, whose GPU calls are bundled.
+    pub lanes: usize,
+    pub bundle: BundleSettings,
+    /// The warm cache's memory budget per device, in bytes (default: the device's own).
+    pub cache_budget: Option<u64>,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            devices: Vec::new(),
+            lanes: 16,
+            bundle: BundleSettings::default(),
+            cache_budget: None,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ExecutorConfig {
@@ -30,6 +56,8 @@ pub struct ExecutorConfig {
     pub heartbeat_every: Duration,
     /// What the registration says about where this executor runs.
     pub host: String,
+    /// Devices, lanes and bundling (class `gpu` only).
+    pub gpu: GpuConfig,
 }
 
 impl ExecutorConfig {
@@ -48,6 +76,7 @@ impl ExecutorConfig {
             reclaim_every: Duration::from_secs(2),
             heartbeat_every: Duration::from_secs(2),
             host: format!("pid {}", std::process::id()),
+            gpu: GpuConfig::default(),
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Starting and stopping an executor: an actix system on its own thread, with the slots
 //! spread over arbiters (one thread each).
 
+use crate::bundling::Bundler;
 use crate::config::ExecutorConfig;
+use crate::device::DeviceCache;
+use crate::run::WarmCache;
+use crate::walk::SlotState;
 use crate::functions::Registry;
 use crate::services::Services;
 use crate::slot::Slot;
@@ -9,6 +13,7 @@ use actix::prelude::*;
 use rukong_core::proxy::Proxy;
 use rukong_core::store::ExecutorInfo;
 use rukong_core::store::Store;
+use rukong_core::ExecClass;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -33,14 +38,25 @@ pub fn start<S: Store, P: Proxy>(
     proxy: Arc<P>,
     registry: Arc<Registry>,
 ) -> std::io::Result<ExecutorHandle> {
+    let lanes = device_lanes(&config)?;
+    let mut config = config;
+    if !lanes.is_empty() {
+        config.slots = lanes.len();
+        config.threads = config.threads.clamp(1, config.slots);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(Notify::new());
+    let devices = if config.class == ExecClass::Gpu {
+        config.gpu.devices.iter().map(|d| d.label()).collect()
+    } else {
+        vec!["cpu".into()]
+    };
     let info = ExecutorInfo {
         id: config.id.clone(),
         class: config.class,
         slots: config.slots as u32,
         functions: registry.names().map(str::to_owned).collect(),
-        devices: vec!["cpu".into()],
+        devices,
         host: config.host.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -61,11 +77,16 @@ pub fn start<S: Store, P: Proxy>(
             sys.block_on(async move {
                 let threads = svc.config.threads.clamp(1, svc.config.slots.max(1));
                 let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+                let mut lanes = lanes.into_iter();
                 for i in 0..svc.config.slots {
                     let svc = svc.clone();
                     let stop = stop2.clone();
                     let arb = arbiters[i % threads].handle();
-                    Slot::start_in_arbiter(&arb, move |_| Slot::new(svc, i, stop));
+                    let state = match lanes.next() {
+                        Some((warm, bundler)) => SlotState::on_device(i, warm, bundler),
+                        None => SlotState::new(i),
+                    };
+                    Slot::start_in_arbiter(&arb, move |_| Slot::new(svc, state, stop));
                 }
                 actix::spawn(heartbeat(svc.clone(), info, stopping2, dereg_tx));
                 let _ = tx.send(System::current());
@@ -83,6 +104,35 @@ pub fn start<S: Store, P: Proxy>(
         thread: Some(thread),
         config,
     })
+}
+
+/// A `gpu` executor's slots: `lanes` per device, sharing the device's warm cache and
+/// bundler. Empty for a `cpu` executor; an error for a `gpu` one without a device.
+#[allow(clippy::type_complexity)]
+fn device_lanes(config: &ExecutorConfig) -> std::io::Result<Vec<(WarmCache, Arc<Bundler>)>> {
+    if config.class != ExecClass::Gpu {
+        return Ok(Vec::new());
+    }
+    let gpu = &config.gpu;
+    if gpu.devices.is_empty() {
+        return Err(std::io::Error::other(
+            "a gpu executor needs a device: none was found (build with --features cuda on a \
+             machine with an NVIDIA GPU, or configure a simulated device)",
+        ));
+    }
+    gpu.bundle.validate().map_err(std::io::Error::other)?;
+    let mut out = Vec::new();
+    for device in &gpu.devices {
+        let cache = Arc::new(DeviceCache::for_device(&**device, gpu.cache_budget));
+        let bundler = Arc::new(Bundler::new(gpu.bundle.clone()));
+        for _ in 0..gpu.lanes.max(1) {
+            out.push((
+                WarmCache::on_device(device.clone(), cache.clone()),
+                bundler.clone(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 impl ExecutorHandle {

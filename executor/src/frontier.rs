@@ -292,6 +292,9 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 });
             }
         }
+        if self.svc.config.class == ExecClass::Cpu {
+            next = self.hand_off_gpu_tasks(next, &mut sends).await?;
+        }
         for (class, invs) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(sends) {
             if !invs.is_empty() {
                 self.stats.invocations_sent += invs.len() as u32;
@@ -299,6 +302,43 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             }
         }
         Ok(next)
+    }
+
+    /// A CPU slot never runs a task that asks for a GPU: the ones it would continue into
+    /// (chains, fan-in children it completed, become children) go to the `gpu` queue
+    /// instead, carrying the inputs in hand. Returns the items it keeps.
+    async fn hand_off_gpu_tasks(
+        &mut self,
+        next: Vec<Item>,
+        sends: &mut [Vec<Invocation>; 2],
+    ) -> Result<Vec<Item>, WalkError> {
+        let plan = self.plan.clone();
+        if !next
+            .iter()
+            .any(|i| class_of(&plan, i.task) == ExecClass::Gpu)
+        {
+            return Ok(next);
+        }
+        let mut keep = Vec::with_capacity(next.len());
+        for item in next {
+            if class_of(&plan, item.task) != ExecClass::Gpu {
+                keep.push(item);
+                continue;
+            }
+            let mut inputs = Vec::with_capacity(item.known.len());
+            for (from, value) in item.known {
+                let payload = self.payload(from, &value, &mut None).await?;
+                inputs.push(KnownInput { from, payload });
+            }
+            sends[ExecClass::Gpu as usize].push(Invocation {
+                job: plan.job.clone(),
+                starts: vec![Start {
+                    task: item.task,
+                    inputs,
+                }],
+            });
+        }
+        Ok(keep)
     }
 
     /// Packs ready children into invocations (by class) that carry the parent's output.

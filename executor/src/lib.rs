@@ -13,8 +13,12 @@
 //! - [`run`]: running one function call (warm state, off-thread heavy calls, retries, panics).
 //! - [`slot`]: the slot actor.
 //! - [`executor`]: starting and stopping an executor (`start`).
-//! - [`config`]: the settings, [`ExecutorConfig`].
+//! - [`config`]: the settings, [`ExecutorConfig`] and [`GpuConfig`](config::GpuConfig).
+//! - [`device`]: the device layer (CPU, CUDA, simulated), warm caches and bundle sizing.
+//! - [`bundling`]: GPU calls of one function from a device's slots, run as one batch.
+//! - [`gpu_sched`]: the GPU scheduling policies and their simulation.
 
+pub mod bundling;
 pub mod catch;
 pub mod config;
 pub mod executor;
@@ -25,6 +29,6 @@ pub mod services;
 pub mod slot;
 pub mod walk;
 
-pub use config::ExecutorConfig;
+pub use config::{ExecutorConfig, GpuConfig};
 pub use executor::{ExecutorHandle, start};
 pub use functions::{FnError, Function, Registry};

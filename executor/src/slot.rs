@@ -28,12 +28,12 @@ pub struct Slot<S: Store, P: Proxy> {
 }
 
 impl<S: Store, P: Proxy> Slot<S, P> {
-    pub fn new(svc: Arc<Services<S, P>>, index: usize, stop: Arc<AtomicBool>) -> Self {
-        let consumer = ExecutorId::new(format!("{}-s{index}", svc.config.id));
+    pub fn new(svc: Arc<Services<S, P>>, state: SlotState, stop: Arc<AtomicBool>) -> Self {
+        let consumer = ExecutorId::new(format!("{}-s{}", svc.config.id, state.index));
         Slot {
             svc,
             consumer,
-            state: Some(SlotState::new(index)),
+            state: Some(state),
             stop,
             last_reclaim: Instant::now(),
         }

@@ -11,6 +11,7 @@
 //!
 //! Effects are batched per step: one output write, one arrival batch, one queue push.
 
+use crate::bundling::Bundler;
 use crate::run::{WarmCache, call_once};
 use crate::services::Services;
 use rukong_core::error::StoreError;
@@ -33,6 +34,8 @@ pub struct JobCtx {
 pub struct SlotState {
     pub index: usize,
     pub warm: WarmCache,
+    /// On a device slot: the device's bundler, which GPU tasks go through.
+    pub bundler: Option<Arc<Bundler>>,
     jobs: HashMap<JobId, Arc<JobCtx>>,
 }
 
@@ -48,6 +51,17 @@ impl SlotState {
         SlotState {
             index,
             warm: WarmCache::default(),
+            bundler: None,
+            jobs: HashMap::new(),
+        }
+    }
+
+    /// A slot on a device: warm state in the device's cache, GPU tasks bundled.
+    pub fn on_device(index: usize, warm: WarmCache, bundler: Arc<Bundler>) -> Self {
+        SlotState {
+            index,
+            warm,
+            bundler: Some(bundler),
             jobs: HashMap::new(),
         }
     }
@@ -452,6 +466,9 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             .config
             .trace
             .then(|| unix_us().saturating_sub(cold.init.as_micros() as u64));
+        if !cold.happened && self.slot.bundler.is_some() {
+            self.stats.warm_hits += 1;
+        }
         if cold.happened {
             let us = cold.init.as_micros() as u64;
             self.stats.cold_starts += 1;
@@ -480,7 +497,15 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 inputs.clone().unwrap_or_default()
             };
             let t0 = Instant::now();
-            match call_once(func, state.as_ref(), args, timeout).await {
+            let result = match &self.slot.bundler {
+                // The first attempt of a GPU task on a device slot joins a bundle.
+                Some(b) if attempt == 1 && class_of(&plan, t) == ExecClass::Gpu => {
+                    self.stats.bundled += 1;
+                    b.call(registry.name(f), func, state.clone(), args).await
+                }
+                _ => call_once(func, state.as_ref(), args, timeout).await,
+            };
+            match result {
                 Ok(v) => {
                     let exec_us = t0.elapsed().as_micros() as u64;
                     self.profile[fi].exec_us.record(exec_us);

@@ -168,14 +168,40 @@ pub async fn run_executor(s: Settings, registry: Registry) -> Result<(), BoxErro
     config.max_deliveries = s.executor.max_deliveries;
     config.host = format!("{host} pid {}", std::process::id());
     let id = config.id.clone();
-    let handle = rukong_executor::start(config, store, proxy, Arc::new(registry))?;
+    let registry = Arc::new(registry);
+    // With a GPU: a second executor in this process, on the `gpu` queue, one set of
+    // slots (lanes) per device.
+    let gpu = match s.gpu.config()? {
+        Some(g) => {
+            let mut c = config.clone();
+            c.id = ExecutorId::new(format!("{id}-gpu"));
+            c.class = rukong_core::ExecClass::Gpu;
+            let labels: Vec<String> = g.devices.iter().map(|d| d.label()).collect();
+            c.gpu = g;
+            let h = rukong_executor::start(c, store.clone(), proxy.clone(), registry.clone())?;
+            eprintln!(
+                "rukong executor {id}-gpu: {} slots on {}",
+                h.config().slots,
+                labels.join(", ")
+            );
+            Some(h)
+        }
+        None => None,
+    };
+    let handle = rukong_executor::start(config, store, proxy, registry)?;
     eprintln!(
         "rukong executor {id}: {slots} slots, pulling from {}",
         s.redis.url
     );
     shutdown_signal().await;
     eprintln!("rukong executor {id}: stopping");
-    tokio::task::spawn_blocking(move || handle.stop()).await?;
+    tokio::task::spawn_blocking(move || {
+        handle.stop();
+        if let Some(g) = gpu {
+            g.stop();
+        }
+    })
+    .await?;
     Ok(())
 }
 

@@ -31,6 +31,8 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub proxy: ProxySettings,
     pub executor: ExecutorSettings,
+    /// The executors' GPU (off by default).
+    pub gpu: super::gpu::GpuSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -209,6 +211,7 @@ impl Settings {
                 return bad(format!("{what} must be host:port, got {addr:?}"));
             }
         }
+        self.gpu.validate().map_err(SettingsError::Invalid)?;
         if !matches!(self.proxy.objects.as_str(), "store" | "memory") {
             return bad(format!(
                 "proxy.objects must be \"store\" or \"memory\", got {:?}",

@@ -269,6 +269,8 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
             s.executor.max_deliveries.to_string(),
         ),
         ("RUKONG_INSECURE".into(), s.insecure.to_string()),
+        ("RUKONG_GPU__DEVICE".into(), s.gpu.device.clone()),
+        ("RUKONG_GPU__LANES".into(), s.gpu.lanes.to_string()),
     ];
     if let Some(t) = &s.token {
         v.push(("RUKONG_TOKEN".into(), t.clone()));

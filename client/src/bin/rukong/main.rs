@@ -150,6 +150,9 @@ struct Common {
     /// Run without a token.
     #[arg(long)]
     insecure: bool,
+    /// The executors' GPU: off, cuda, simulated or auto (also gpu.device, RUKONG_GPU__DEVICE).
+    #[arg(long)]
+    gpu: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,6 +170,10 @@ struct RunArgs {
     /// Executor slots (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     slots: Option<u32>,
+    /// Embedded mode's GPU: off (default), simulated (a simulated GPU, the default model),
+    /// cuda (every NVIDIA GPU; needs the cuda build) or auto (CUDA when found).
+    #[arg(long, default_value = "off")]
+    gpu: String,
     /// Outputs up to this many bytes travel inline; larger ones go through the object store
     /// (default: 64 KiB in a cluster; in embedded mode every output under the object limit
     /// travels by reference).
@@ -412,6 +419,7 @@ impl Common {
         if self.insecure {
             o.push(("insecure", "true".into()));
         }
+        push(&mut o, "gpu.device", self.gpu.clone());
         o
     }
 }
@@ -531,6 +539,18 @@ fn run(args: RunArgs) -> ExitCode {
     }
     if let Some(limit) = args.inline_limit {
         config.engine.job.inline_limit = limit;
+    }
+    let gpu = rukong_client::cli::gpu::GpuSettings {
+        device: args.gpu.clone(),
+        ..Default::default()
+    };
+    match gpu.config() {
+        Ok(Some(g)) => config.gpu = g,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: --gpu: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
     }
     config.engine.job.proxy_fanout = args.proxy_fanout;
     config.engine.job.trace = args.timeline.is_some();

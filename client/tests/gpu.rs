@@ -1,0 +1,91 @@
+//! GPU executors end to end, on the simulated device (CI has no GPU): tasks that ask for a
+//! GPU run on the GPU executor, whether they are sources, fan-out children or reached by a
+//! chain or a fan-in from CPU tasks; their calls are bundled; results equal the CPU
+//! reference; and a deployment without a device rejects GPU jobs at submission.
+
+use rukong_client::{DagSpec, Local, LocalConfig};
+use rukong_core::Value;
+use rukong_core::messages::JobState;
+use rukong_executor::GpuConfig;
+use rukong_executor::bundling::BundleSettings;
+use rukong_executor::device::bundle::{BundleConfig, BundleSize};
+use rukong_executor::device::{DiscoverOptions, SimulatedConfig, discover};
+use std::time::Duration;
+
+fn local_with_gpu(bundle: BundleSize, lanes: usize) -> Local {
+    let devices = discover(&DiscoverOptions {
+        cuda: false,
+        simulate: Some(SimulatedConfig::instant()),
+    });
+    assert_eq!(devices.len(), 1);
+    Local::start(LocalConfig {
+        slots: 2,
+        gpu: GpuConfig {
+            devices,
+            lanes,
+            bundle: BundleSettings {
+                default: BundleConfig {
+                    size: bundle,
+                    linger: Duration::from_millis(20),
+                    ..BundleConfig::default()
+                },
+                ..BundleSettings::default()
+            },
+            cache_budget: None,
+        },
+        ..LocalConfig::default()
+    })
+    .unwrap()
+}
+
+/// W products: `a_i = block(8, 8, i)`, `p_i = gpu_matmul(a_i, b)` (GPU), `n_i =
+/// frobenius(p_i)` (CPU, a chain after the GPU task), and the same with `matmul` as the
+/// CPU reference.
+fn products(w: usize) -> DagSpec {
+    let mut yaml = String::from("name: gpu-products\ntasks:\n  - {id: b, fn: matrix, args: [8, 8, 99]}\n");
+    for i in 0..w {
+        yaml += &format!(
+            "  - {{id: a{i}, fn: matrix, args: [8, 8, {i}]}}\n  - {{id: p{i}, fn: gpu_matmul, deps: [a{i}, b], resources: {{gpu: 1}}}}\n  - {{id: n{i}, fn: frobenius, deps: [p{i}]}}\n  - {{id: r{i}, fn: matmul, deps: [a{i}, b]}}\n  - {{id: d{i}, fn: max_abs_diff, deps: [p{i}, r{i}]}}\n  - {{id: rn{i}, fn: frobenius, deps: [r{i}]}}\n"
+        );
+    }
+    DagSpec::from_yaml_str(&yaml).unwrap()
+}
+
+fn float(r: &rukong_client::JobReport, id: &str) -> f64 {
+    match r.output(id) {
+        Some(Value::Float(f)) => *f,
+        other => panic!("{id}: {other:?}"),
+    }
+}
+
+#[test]
+fn gpu_tasks_run_bundled_on_the_gpu_executor_and_match_the_cpu_reference() {
+    let local = local_with_gpu(BundleSize::Fixed(8), 16);
+    let w = 24;
+    let r = local.run(products(w)).unwrap();
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    for i in 0..w {
+        let diff = float(&r, &format!("d{i}"));
+        let norm = float(&r, &format!("rn{i}"));
+        assert!(diff <= 1e-5 * norm.max(1.0), "p{i}: |gpu - cpu| = {diff}");
+        let n = float(&r, &format!("n{i}"));
+        assert!((n - norm).abs() <= 1e-5 * norm, "n{i} = {n}, reference {norm}");
+    }
+    assert_eq!(r.stats.bundled as usize, w, "every GPU task went through the bundler");
+}
+
+#[test]
+fn bundled_and_unbundled_runs_give_the_same_outputs() {
+    let spec = products(12);
+    let a = local_with_gpu(BundleSize::Fixed(1), 1).run(spec.clone()).unwrap();
+    let b = local_with_gpu(BundleSize::Fixed(12), 12).run(spec).unwrap();
+    assert_eq!(a.state, JobState::Succeeded);
+    assert_eq!(a.outputs, b.outputs);
+}
+
+#[test]
+fn a_gpu_job_without_a_gpu_is_rejected_at_submission() {
+    let local = Local::start(LocalConfig::default()).unwrap();
+    let err = local.run(products(1)).unwrap_err().to_string();
+    assert!(err.contains("p0") && err.contains("GPU"), "{err}");
+}
