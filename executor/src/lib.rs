@@ -14,9 +14,12 @@
 //! - [`slot`]: the slot actor.
 //! - [`executor`]: starting and stopping an executor (`start`).
 //! - [`config`]: the settings, [`ExecutorConfig`].
+//! - [`device`]: CPU, CUDA (feature `cuda`) and simulated devices, the per-device warm
+//!   cache and the bundle-size chooser.
 
 pub mod catch;
 pub mod config;
+pub mod device;
 pub mod executor;
 pub mod frontier;
 pub mod functions;
