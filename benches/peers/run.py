@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Peer comparison: rukong (embedded and cluster) against Dask distributed and Ray.
 
-    python3 benches/peers/run.py [--quick] [--out DIR] [--repeats R] [--timeout S]
-                                 [--engines LIST] [--workloads LIST] [--no-build]
+    python3 benches/peers/run.py [--quick] [--suite overhead|linalg|all] [--out DIR]
+                                 [--repeats R] [--timeout S] [--engines LIST]
+                                 [--workloads LIST] [--no-build]
 
-Creates benches/peers/.venv (dask[distributed] and ray, pinned in requirements.txt) on the
-first run and re-executes itself inside it. Then, for each repeat r = 1..R and each
-workload, runs the four engines in turn -- rukong embedded, rukong cluster, Dask, Ray --
-so that a noisy machine hits all of them alike. Every engine run is one "cell": a fresh
-deployment (not timed), one untimed warm-up run, one timed run, results checked, deployment
-stopped. Writes DIR/results.json (every sample) and DIR/results.md (the table).
+Creates benches/peers/.venv (dask[array,distributed], numpy and ray, pinned in
+requirements.txt) on the first run and re-executes itself inside it. Then, for each repeat
+r = 1..R and each workload, runs the engines in turn -- rukong embedded, rukong cluster,
+Dask, Ray (task-overhead workloads) or the single-node NumPy kernel (GEMM and TSQR/SVD,
+`--suite linalg`, see linalg.py) -- so that a noisy machine hits all of them alike. Every
+engine run is one "cell": a fresh deployment (not timed), one untimed warm-up run, one timed
+run, results checked, deployment stopped. Writes DIR/results.json (every sample) and DIR/results.md (the table).
 
 See README.md next to this file for what is measured and the caveats.
 """
@@ -39,16 +41,26 @@ REPO = HERE.parent.parent
 VENV = HERE / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
 
-ENGINES = ["rukong-embedded", "rukong-cluster", "dask", "ray"]
+ENGINES = ["rukong-embedded", "rukong-cluster", "dask", "ray", "numpy"]
 LABELS = {
     "rukong-embedded": "rukong embedded",
     "rukong-cluster": "rukong cluster",
     "dask": "Dask",
     "ray": "Ray",
+    "numpy": "NumPy single node",
 }
-# The issue's sizes, and a smoke-test set.
+# The issue's sizes, and a smoke-test set: the task-overhead workloads ...
 FULL_WORKLOADS = ["tree:8192", "fanout:10000", "chain:1000", "sleep:1000x10"]
 QUICK_WORKLOADS = ["tree:256", "fanout:500", "chain:100", "sleep:50x10"]
+# ... and the linear-algebra ones (GEMM n:block, TSQR rows:cols:block_rows; see linalg.py).
+LINALG_FULL = ["gemm:1024:256", "gemm:4096:512", "gemm:4096:1024", "tsqr:200000:100:10000"]
+LINALG_QUICK = ["gemm:1024:256", "tsqr:20000:100:2000"]
+SUITES = {
+    "overhead": (FULL_WORKLOADS, QUICK_WORKLOADS),
+    "linalg": (LINALG_FULL, LINALG_QUICK),
+    "all": (FULL_WORKLOADS + LINALG_FULL, QUICK_WORKLOADS + LINALG_QUICK),
+}
+LINALG_KINDS = ("gemm", "tsqr")
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -91,11 +103,33 @@ def parse_workload(text: str):
     if kind == "sleep":
         w, _, ms = arg.partition("x")
         return kind, (int(w), int(ms))
-    raise SystemExit(f"unknown workload {text!r} (tree:N | fanout:W | chain:L | sleep:WxMS)")
+    p = arg.split(":")
+    if kind in LINALG_KINDS and len(p) == (2 if kind == "gemm" else 3) and \
+            all(x.isdigit() and int(x) > 0 for x in p):
+        return kind, tuple(int(x) for x in p)
+    raise SystemExit(f"unknown workload {text!r} (tree:N | fanout:W | chain:L | sleep:WxMS | "
+                     "gemm:N:BLOCK | tsqr:ROWS:COLS:BLOCK_ROWS)")
+
+
+def is_linalg(workload: str) -> bool:
+    return workload.partition(":")[0] in LINALG_KINDS
+
+
+def applies(engine: str, workload: str) -> bool:
+    """Ray runs the task-overhead workloads only; the NumPy single-node kernel, the
+    linear-algebra ones only; rukong and Dask run both."""
+    if engine == "ray":
+        return not is_linalg(workload)
+    if engine == "numpy":
+        return is_linalg(workload)
+    return True
 
 
 def task_count(kind, args) -> int:
+    """rukong's task count for the workload."""
     return {
+        "gemm": lambda: (-(-args[0] // args[1])) ** 3 + 4 * (-(-args[0] // args[1])) ** 2,
+        "tsqr": lambda: 4 * max(-(-args[0] // args[2]), 1) - 1,
         "tree": lambda: max(2 * args[0] - 1, 1),
         "fanout": lambda: args[0] + 2,
         "chain": lambda: max(args[0], 1),
@@ -111,6 +145,13 @@ def workload_title(text: str) -> str:
         return f"fan-out/fan-in W={args[0]:,}"
     if kind == "chain":
         return f"chain L={args[0]:,}"
+    if kind == "gemm":
+        n, b = args
+        g = -(-n // b)
+        return f"GEMM n={n:,}, {b:,}-blocks ({g}×{g} grid)"
+    if kind == "tsqr":
+        rows, cols, br = args
+        return f"TSQR/SVD {rows:,}×{cols:,}, {br:,}-row blocks"
     return (f"sleep fan-out W={args[0]:,} × {args[1]} ms "
             f"(ideal {args[0] * args[1] / 2 / 1e3:.2f} s on 2 slots)")
 
@@ -203,6 +244,8 @@ class Rukong:
         kind, args = parse_workload(workload)
         if kind == "sleep":
             return self.sleep_cell(mode, args)
+        if kind in LINALG_KINDS:
+            return self.linalg_cell(mode, kind, args)
         spec = {"tree": "tree", "fanout": "fanout", "chain": "chain"}[kind]
         out = self.tmp / f"e2e-{mode}.json"
         out.unlink(missing_ok=True)
@@ -257,6 +300,17 @@ class Rukong:
         return res
 
     def sleep_embedded(self, dag: Path, want: int) -> dict:
+        def check(outputs):
+            got = outputs.get("sink")
+            if got != want:
+                raise AssertionError(f"rukong embedded sleep: sink = {got!r}, expected {want}")
+            return {}
+
+        return self.dag_embedded(dag, check)
+
+    def dag_embedded(self, dag: Path, check) -> dict:
+        """`rukong run DAG --json --slots 2`, warm-up runs first (each a fresh process);
+        `check(outputs)` raises on a wrong result, or returns details for the sample."""
         samples = []
         for i in range(self.warmup + 1):
             cmd = [str(self.cli), "run", str(dag), "--json", "--slots", "2", "--no-progress",
@@ -267,15 +321,24 @@ class Rukong:
             if rc != 0:
                 return {"error": f"rukong run exited {rc}: {se.strip()[-2000:]}"}
             doc = json.loads(so.strip().splitlines()[0])
-            got = doc["outputs"].get("sink")
-            if got != want:
-                raise AssertionError(f"rukong embedded sleep: sink = {got!r}, expected {want}")
+            info = check(doc["outputs"])
             if i >= self.warmup:
                 samples.append({"wall_ms": doc["stats"]["wall_ms"], "checked": True,
-                                "loadavg_1m": os.getloadavg()[0]})
-        return {"samples": samples}
+                                "loadavg_1m": os.getloadavg()[0], **info})
+        return {"samples": samples, "tasks": doc["stats"].get("tasks")}
 
     def sleep_cluster(self, dag: Path, want: int) -> dict:
+        def check(outputs):
+            got = outputs.get("sink")
+            if got != want:
+                raise AssertionError(f"rukong cluster sleep: sink = {got!r}, expected {want}")
+            return {}
+
+        return self.dag_cluster(dag, check)
+
+    def dag_cluster(self, dag: Path, check) -> dict:
+        """`rukong up` (2 executors × 1 slot) and the DAG submitted over HTTP, warm-up runs
+        first; `check(outputs)` as for dag_embedded."""
         port = free_port()
         token = secrets.token_hex(16)
         env = dict(os.environ, RUKONG_TOKEN=token)
@@ -295,15 +358,58 @@ class Rukong:
                 s = http_run(port, token, body, self.timeout)
                 if s.get("timed_out"):
                     return {"timed_out": True, "error": f"timed out after {self.timeout:.0f} s"}
-                got = s.pop("outputs").get("sink")
-                if got != want:
-                    raise AssertionError(f"rukong cluster sleep: sink = {got!r}, expected {want}")
+                info = check(s.pop("outputs"))
                 if i >= self.warmup:
-                    s.update(checked=True, loadavg_1m=os.getloadavg()[0])
+                    s.update(checked=True, loadavg_1m=os.getloadavg()[0], **info)
                     samples.append(s)
             return {"samples": samples}
         finally:
             stop_group(up, grace=10)
+
+    # GEMM and TSQR: the DAG of `rukong gen gemm|tsqr --format json` (rukong's own
+    # client/src/linalg_workloads.rs), run like the sleep fan-out above; the outputs are
+    # checked against linalg.py's NumPy reference (block norms / singular values).
+
+    def linalg_cell(self, mode: str, kind: str, args) -> dict:
+        import linalg  # needs numpy: only inside the venv
+
+        name = "-".join(str(x) for x in (kind, *args))
+        dag = self.tmp / f"{name}.json"
+        if not dag.exists():
+            gen = ([str(self.cli), "gen", "gemm", "--n", str(args[0]), "--block", str(args[1])]
+                   if kind == "gemm" else
+                   [str(self.cli), "gen", "tsqr", "--rows", str(args[0]), "--cols", str(args[1]),
+                    "--block-rows", str(args[2])])
+            r = subprocess.run(gen + ["--format", "json"], capture_output=True, text=True,
+                               check=True)
+            dag.write_text(r.stdout)
+        ref = linalg.Reference(str(self.tmp / "ref"), kind, args)
+
+        def check(outputs):
+            if kind == "tsqr":
+                return {"sv_rel_err": linalg.check_sv(outputs["sv"], ref.doc["sv"])}
+            g = len(ref.doc["norms"])
+            norms = [[outputs[f"f{i}_{j}"] for j in range(g)] for i in range(g)]
+            info = {"norm_rel_err": linalg.check_norms(norms, ref.doc["norms"])}
+            # The sample block C[0,0] comes back as its shape and a digest of its bytes
+            # (rounding differs from NumPy's, so only the shape is checked).
+            c00, b = outputs["c0_0"], min(args)
+            if (c00.get("rows"), c00.get("cols")) != (b, b) or \
+                    c00.get("f64le", {}).get("bytes") != 8 * b * b:
+                raise AssertionError(f"c0_0 is {str(c00)[:200]}, expected a {b}x{b} matrix")
+            if len(outputs) != g * g + 1:
+                raise AssertionError(f"{len(outputs)} outputs, expected {g * g + 1}")
+            return info
+
+        t = time.perf_counter()
+        try:
+            res = self.dag_embedded(dag, check) if mode == "embedded" else \
+                self.dag_cluster(dag, check)
+        except Exception as e:  # noqa: BLE001
+            res = {"error": f"{type(e).__name__}: {e}"}
+        res["cell_s"] = time.perf_counter() - t
+        res["tasks"] = res.get("tasks") or task_count(kind, args)
+        return res
 
 
 def http_run(port: int, token: str, body: bytes, timeout: float) -> dict:
@@ -360,9 +466,12 @@ def http_run(port: int, token: str, body: bytes, timeout: float) -> dict:
 def peer_cell(engine: str, workload: str, warmup: int, timeout: float, tmp: Path) -> dict:
     out = tmp / f"peer-{engine}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, str(HERE / "peers.py"), "--engine", engine, "--workload", workload,
+    script = "linalg.py" if is_linalg(workload) else "peers.py"
+    cmd = [sys.executable, str(HERE / script), "--engine", engine, "--workload", workload,
            "--warmup", str(warmup), "--repeats", "1", "--timeout", str(timeout),
            "--json", str(out)]
+    if is_linalg(workload):
+        cmd += ["--ref", str(tmp / "ref")]
     # Start-up (Ray: several seconds) + warm-up + timed run, each run capped by `timeout`
     # inside the child; this outer limit is only a backstop.
     limit = 120 + (warmup + 1) * (timeout + 30)
@@ -373,6 +482,8 @@ def peer_cell(engine: str, workload: str, warmup: int, timeout: float, tmp: Path
     res = {"cell_s": cell_s, "startup_s": doc.get("startup_s"),
            "versions": doc.get("versions"), "samples": doc.get("samples", []),
            "warmup_ms": doc.get("warmup_ms", [])}
+    if doc.get("warmup_info"):
+        res["warmup_info"] = doc["warmup_info"]
     if rc is None:
         res.update(timed_out=True, error=f"cell killed after {limit:.0f} s")
     elif doc.get("timed_out"):
@@ -380,6 +491,44 @@ def peer_cell(engine: str, workload: str, warmup: int, timeout: float, tmp: Path
     elif rc != 0 or doc.get("error"):
         res["error"] = doc.get("error") or f"exited {rc}: {se.strip()[-2000:]}"
     return res
+
+
+def prepare_linalg(workloads, bindir: Path, tmp: Path, timeout: float) -> dict:
+    """Untimed set-up for the linear-algebra workloads: the NumPy references (linalg.py
+    --reference, one child each) and a bit-for-bit check that linalg.py's generator
+    produces rukong's `block` values (sha256 of a few blocks vs `rukong run`'s digests)."""
+    (tmp / "ref").mkdir(exist_ok=True)
+    info = {"reference_s": {}}
+    for wl in workloads:
+        t = time.perf_counter()
+        rc, so, se = run_child([sys.executable, str(HERE / "linalg.py"), "--reference", wl,
+                                "--ref", str(tmp / "ref")], 120 + timeout)
+        if rc != 0:
+            raise SystemExit(f"linalg.py --reference {wl} failed ({rc}): {se.strip()[-2000:]}")
+        info["reference_s"][wl] = time.perf_counter() - t
+    rc, so, se = run_child([sys.executable, str(HERE / "linalg.py"), "--digests"], 120)
+    if rc != 0:
+        raise SystemExit(f"linalg.py --digests failed ({rc}): {se.strip()[-2000:]}")
+    want = json.loads(so)
+    tasks = []
+    for i, d in enumerate(want):
+        rows, cols, seed, r0, c0 = d["args"]
+        seed = seed - 2**64 if seed >= 2**63 else seed  # rukong takes seeds as i64 patterns
+        tasks.append({"id": f"d{i}", "fn": "block", "args": [rows, cols, seed, r0, c0]})
+    dag = tmp / "digests.json"
+    dag.write_text(json.dumps({"name": "generator-check", "tasks": tasks}))
+    rc, so, se = run_child([str(bindir / "rukong"), "run", str(dag), "--json", "--slots", "2",
+                            "--no-progress"], 120)
+    if rc != 0:
+        raise SystemExit(f"rukong run (generator check) exited {rc}: {se.strip()[-2000:]}")
+    outs = json.loads(so.strip().splitlines()[0])["outputs"]
+    bad = [d["args"] for i, d in enumerate(want)
+           if outs.get(f"d{i}", {}).get("f64le", {}).get("sha256") != d["sha256"]]
+    if bad:
+        raise SystemExit(f"linalg.py's generator differs from rukong's block for {bad}")
+    info["generator_check"] = (f"{len(want)}/{len(want)} blocks bit-identical "
+                               "(sha256 of linalg.py's block() = rukong's `block` output)")
+    return info
 
 
 # --------------------------------------------------------------------------- report
@@ -423,6 +572,8 @@ def summarize(results: dict, workloads, engines) -> dict:
     for wl in workloads:
         row = {}
         for e in engines:
+            if e not in results[wl]:
+                continue
             cells = results[wl][e]
             walls = [s["wall_ms"] for c in cells for s in c.get("samples", [])]
             tasks = next((c["tasks"] for c in cells if c.get("tasks")), None) or \
@@ -453,6 +604,20 @@ def summarize(results: dict, workloads, engines) -> dict:
                 bm = [s["build_ms"] for c in cells for s in c.get("samples", [])
                       if s.get("build_ms") is not None]
                 row[e]["median_build_ms"] = median_or_none(bm)
+            if is_linalg(wl):
+                # The largest relative error any check measured (timed and warm-up runs).
+                infos = [s for c in cells for s in c.get("samples", [])] + \
+                    [i for c in cells for i in c.get("warmup_info", [])]
+                for k in ("norm_rel_err", "sample_rel_err", "full_rel_err", "sv_rel_err"):
+                    xs = [i[k] for i in infos if i.get(k) is not None]
+                    if xs:
+                        row[e][f"max_{k}"] = max(xs)
+                gt = [i["graph_tasks"] for i in infos if i.get("graph_tasks")]
+                if gt:
+                    row[e]["graph_tasks"] = max(gt)
+                gm = [i["gen_ms"] for i in infos if i.get("gen_ms") is not None]
+                if gm:
+                    row[e]["median_gen_ms"] = statistics.median(gm)
         summary[wl] = row
     return summary
 
@@ -487,8 +652,21 @@ def markdown(meta: dict, summary: dict, workloads, engines) -> str:
     L.append(f"Versions: rukong {meta['rukong']['commit']} (release build; "
              f"{meta['rukong']['build']}), "
              f"Python {v.get('python')}, dask {v.get('dask', '?')}, distributed "
-             f"{v.get('distributed', '?')}, ray {v.get('ray', '?')}.")
+             f"{v.get('distributed', '?')}, ray {v.get('ray', '?')}"
+             + (f", numpy {v['numpy']} ({v.get('blas', '?')})" if v.get("numpy") else "")
+             + ".")
     L.append("")
+    owls = [wl for wl in workloads if not is_linalg(wl)]
+    lwls = [wl for wl in workloads if is_linalg(wl)]
+    if owls:
+        overhead_markdown(L, meta, summary, owls, [e for e in engines if e != "numpy"])
+    if lwls:
+        linalg_markdown(L, meta, summary, lwls, [e for e in engines if e != "ray"])
+    return "\n".join(L)
+
+
+def overhead_markdown(L: list, meta: dict, summary: dict, workloads, engines) -> None:
+    """The task-overhead workloads' tables (tree, fan-out, chain, sleep)."""
     L.append("Each cell: median over the repeats of the timed run's wall time "
              "(submission → result), shown as µs/task · wall. Ratios compare median walls "
              "(> 1× means the peer is slower).")
@@ -568,7 +746,140 @@ def markdown(meta: dict, summary: dict, workloads, engines) -> str:
     L.append("- Every engine's result is asserted against the closed form (tree root "
              "N(N-1)/2, fan-in sink W + W(W-1)/2, chain end L-1, sleep sink W(W-1)/2).")
     L.append("")
-    return "\n".join(L)
+
+
+def fmt_s(ms):
+    if ms is None:
+        return "—"
+    return f"{ms / 1e3:.3f} s" if ms < 10_000 else f"{ms / 1e3:.2f} s"
+
+
+def fmt_err(x):
+    return "—" if x is None else f"{x:.1e}"
+
+
+def linalg_markdown(L: list, meta: dict, summary: dict, workloads, engines) -> None:
+    """The GEMM and TSQR/SVD table: rukong embedded and cluster, Dask (dask.array) and the
+    single-node NumPy kernel, with rukong / Dask and X / single-node ratios."""
+    L.append("## GEMM and tall-skinny SVD")
+    L.append("")
+    L.append("Each cell: median wall time over the repeats, then (min–max). "
+             "Ratios compare medians: **rukong / Dask < 1× means rukong is faster**; "
+             "X / NumPy is the issue's \"end-to-end time vs the single-node kernel\" "
+             "(target ≤ 1.5× for the largest size).")
+    L.append("")
+    have = [e for e in ("rukong-embedded", "rukong-cluster", "dask", "numpy") if e in engines]
+    ratios = []
+    for r in ("rukong-embedded", "rukong-cluster"):
+        if r in have and "dask" in have:
+            ratios.append((f"{LABELS[r]} / Dask", r, "dask"))
+    for r in ("rukong-embedded", "rukong-cluster", "dask"):
+        if r in have and "numpy" in have:
+            ratios.append((f"{LABELS[r]} / NumPy", r, "numpy"))
+    head = ["case", "tasks (rukong / Dask)"] + [LABELS[e] for e in have] + \
+        [x[0] for x in ratios]
+    L.append("| " + " | ".join(head) + " |")
+    L.append("|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
+
+    def get(wl, e):
+        return summary[wl].get(e) or {}
+
+    for wl in workloads:
+        row = summary[wl]
+        tasks = task_count(*parse_workload(wl))
+        dt_ = get(wl, "dask").get("graph_tasks")
+        cells = [workload_title(wl), f"{tasks:,} / {dt_:,}" if dt_ else f"{tasks:,}"]
+        for e in have:
+            c = row[e]
+            if c["median_wall_ms"] is None:
+                cells.append(cell_text(c))
+                continue
+            txt = f"**{fmt_s(c['median_wall_ms'])}**"
+            if len(c["samples_wall_ms"]) > 1:
+                txt += f" ({fmt_s(c['min_wall_ms'])}–{fmt_s(c['max_wall_ms'])})"
+            n = len(c["samples_wall_ms"])
+            if c["timed_out"] or c["errors"]:
+                txt += f" ({n}/{c['cells']} runs)"
+            cells.append(txt)
+        for _, a, b in ratios:
+            cells.append(fmt_ratio(row[a]["median_wall_ms"], row[b]["median_wall_ms"]))
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    L.append("Checks (largest relative error over every timed and warm-up run; every run "
+             "passed, or its cell would say *failed*):")
+    L.append("")
+    L.append("| case | rukong embedded | rukong cluster | Dask | NumPy |")
+    L.append("|---|---|---|---|---|")
+    for wl in workloads:
+        kind, _ = parse_workload(wl)
+        cells = [workload_title(wl)]
+        for e in ("rukong-embedded", "rukong-cluster", "dask", "numpy"):
+            c = get(wl, e)
+            if not c:
+                cells.append("—")
+                continue
+            if kind == "tsqr":
+                cells.append(f"σ {fmt_err(c.get('max_sv_rel_err'))}")
+                continue
+            parts = []
+            if c.get("max_full_rel_err") is not None:
+                parts.append(f"‖C−C_ref‖/‖C_ref‖ {fmt_err(c['max_full_rel_err'])}")
+            if c.get("max_norm_rel_err") is not None:
+                parts.append(f"block norms {fmt_err(c['max_norm_rel_err'])}")
+            if c.get("max_sample_rel_err") is not None:
+                parts.append(f"C[0,0] {fmt_err(c['max_sample_rel_err'])}")
+            cells.append(", ".join(parts) or "—")
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    L.append("All samples (wall, in repeat order):")
+    L.append("")
+    L.append("| case | " + " | ".join(LABELS[e] for e in have) + " |")
+    L.append("|---|" + "|".join(["---"] * len(have)) + "|")
+    for wl in workloads:
+        cells = [workload_title(wl)]
+        for e in have:
+            xs = summary[wl][e]["samples_wall_ms"]
+            cells.append(", ".join(fmt_s(x) for x in xs) or "—")
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    extra = []
+    if "dask" in have:
+        extra.append("Dask collection construction (before the clock; median): " + ", ".join(
+            f"{workload_title(wl)} {fmt_ms(get(wl, 'dask').get('median_build_ms'))}"
+            for wl in workloads) + ".")
+    if "numpy" in have:
+        extra.append("NumPy generating the whole inputs with linalg.py's generator (not "
+                     "timed; one core): " + ", ".join(
+                         f"{workload_title(wl)} {fmt_ms(get(wl, 'numpy').get('median_gen_ms'))}"
+                         for wl in workloads) + ".")
+    li = meta.get("linalg") or {}
+    if li.get("generator_check"):
+        extra.append(f"Generator check: {li['generator_check']}.")
+    for x in extra:
+        L.append(x)
+        L.append("")
+    L.append("What is timed:")
+    L.append("")
+    L.append("- Same matrices everywhere: rukong's pseudo-random entries (splitmix64 of "
+             "seed, row, column; seeds 1 and 2 for GEMM's A and B, 3 for TSQR), generated "
+             "inside the job/graph, block by block, with rukong's blocking (Dask chunks = "
+             "rukong's blocks).")
+    L.append("- rukong embedded: `rukong run DAG --json --slots 2` on `rukong gen gemm|tsqr` "
+             "(client/src/linalg_workloads.rs): the job report's wall (submission → end); "
+             "each run is a fresh process. rukong cluster: `rukong up --executors 2 --slots "
+             "1` (private redis-server, loopback), the DAG POSTed over HTTP, wall = just "
+             "before `POST /jobs` → the status poll (every 2 ms) that saw the end. Outputs: "
+             "every C block's Frobenius norm (checked against NumPy's, < 1e-10) and the "
+             "block C[0,0] (shape checked; it comes back as a digest), or the singular "
+             "values (< 1e-8).")
+    L.append("- Dask: `LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`; "
+             "`da.map_blocks` generating each chunk from its position, `A @ B` then "
+             "`map_blocks(frobenius)` and `C.blocks[0, 0]` (the same outputs as rukong), or "
+             "`da.linalg.svd(A)[1]` (dask's TSQR); timed `client.compute(...)` → gathered "
+             "results. The warm-up gathers the whole C and checks it entry by entry.")
+    L.append("- NumPy single node: the kernel alone on the whole, pre-generated matrices, "
+             "all cores: `A @ B` or `np.linalg.svd(A, compute_uv=False)`.")
+    L.append("")
 
 
 # --------------------------------------------------------------------------- machine
@@ -646,7 +957,12 @@ def main() -> None:
                     help="seconds per run before it counts as timed out (default 300; quick 60)")
     ap.add_argument("--engines", default=",".join(ENGINES),
                     help=f"comma-separated subset of {','.join(ENGINES)}")
-    ap.add_argument("--workloads", help="comma-separated, e.g. tree:8192,sleep:1000x10")
+    ap.add_argument("--suite", choices=sorted(SUITES), default="overhead",
+                    help="default workload set: overhead (tree, fan-out, chain, sleep; the "
+                         "default), linalg (GEMM and TSQR/SVD) or all")
+    ap.add_argument("--workloads",
+                    help="comma-separated, overrides --suite, e.g. tree:8192,sleep:1000x10 or "
+                         "gemm:4096:512,tsqr:200000:100:10000")
     ap.add_argument("--no-build", action="store_true",
                     help="use target/release/* as they are (default: cargo build --release "
                          "first, a no-op when up to date)")
@@ -671,7 +987,7 @@ def main() -> None:
         if e not in ENGINES:
             raise SystemExit(f"unknown engine {e!r}")
     workloads = ([w.strip() for w in a.workloads.split(",") if w.strip()] if a.workloads
-                 else QUICK_WORKLOADS if a.quick else FULL_WORKLOADS)
+                 else SUITES[a.suite][1 if a.quick else 0])
     for w in workloads:
         parse_workload(w)
     repeats = a.repeats or (1 if a.quick else 3)
@@ -694,16 +1010,33 @@ def main() -> None:
 
         versions = {"python": platform.python_version(), "dask": dask.__version__,
                     "distributed": distributed.__version__, "ray": ray.__version__}
+        linalg_wls = [wl for wl in workloads if is_linalg(wl)]
+        linalg_info = None
+        if linalg_wls:
+            import numpy
+
+            import linalg
+
+            versions["numpy"] = numpy.__version__
+            versions["blas"] = linalg.blas_name()
         print(f"engines: {', '.join(engines)}; workloads: {', '.join(workloads)}; "
               f"R = {repeats}; warm-up {a.warmup}; run timeout {timeout:.0f} s", flush=True)
         print(f"versions: {versions}", flush=True)
+        if linalg_wls:
+            print("linear algebra: NumPy references and generator check (not timed) …",
+                  flush=True)
+            linalg_info = prepare_linalg(linalg_wls, bindir, tmp, timeout)
+            print(f"  {linalg_info['generator_check']}; references "
+                  f"{sum(linalg_info['reference_s'].values()):.1f} s", flush=True)
 
-        results = {wl: {e: [] for e in engines} for wl in workloads}
+        results = {wl: {e: [] for e in engines if applies(e, wl)} for wl in workloads}
         startup = {e: [] for e in ("dask", "ray")}
         skip: set[tuple[str, str]] = set()
         for r in range(1, repeats + 1):
             for wl in workloads:
                 for e in engines:
+                    if not applies(e, wl):
+                        continue
                     if (wl, e) in skip:
                         print(f"[r{r}] {wl:<14} {e:<16} skipped (timed out before)", flush=True)
                         continue
@@ -711,7 +1044,7 @@ def main() -> None:
                         res = ruk.cell(e.removeprefix("rukong-"), wl)
                     else:
                         res = peer_cell(e, wl, a.warmup, timeout, tmp)
-                        if res.get("startup_s") is not None:
+                        if res.get("startup_s") is not None and e in startup:
                             startup[e].append(res["startup_s"])
                     res["repeat"] = r
                     results[wl][e].append(res)
@@ -745,6 +1078,7 @@ def main() -> None:
                        "binaries_sha256": {n: hashlib.sha256((bindir / n).read_bytes())
                                            .hexdigest()[:16] for n in ("rukong", "rukong-e2e")}},
             "peer_startup_s": {e: statistics.median(v) for e, v in startup.items() if v},
+            "linalg": linalg_info,
         }
         summary = summarize(results, workloads, engines)
         doc = {"meta": meta, "summary": summary, "cells": results}
@@ -755,7 +1089,7 @@ def main() -> None:
         print(md)
         print(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.json'} "
               f"({total_s / 60:.1f} min)")
-        failed = [(wl, e) for wl in workloads for e in engines
+        failed = [(wl, e) for wl in workloads for e in summary[wl]
                   if summary[wl][e]["errors"]]
         if failed:
             print(f"FAILED cells: {failed}", file=sys.stderr)

@@ -14,13 +14,14 @@
 //! - [`slot`]: the slot actor.
 //! - [`executor`]: starting and stopping an executor (`start`).
 //! - [`config`]: the settings, [`ExecutorConfig`] and [`GpuConfig`](config::GpuConfig).
-//! - [`device`]: the device layer (CPU, CUDA, simulated), warm caches and bundle sizing.
+//! - [`device`]: CPU, CUDA (feature `cuda`) and simulated devices, the per-device warm
+//!   cache and the bundle-size chooser.
 //! - [`bundling`]: GPU calls of one function from a device's slots, run as one batch.
-//! - [`gpu_sched`]: the GPU scheduling policies and their simulation.
 
 pub mod bundling;
 pub mod catch;
 pub mod config;
+pub mod device;
 pub mod executor;
 pub mod frontier;
 pub mod functions;

@@ -1,6 +1,8 @@
 //! Running one task's function: warm state, inline or off-thread, retries, timeouts, and
 //! panics turned into task errors. Nothing a function does can take the slot down.
 
+pub use crate::device::ColdStart;
+use crate::device::{Device, DeviceCache};
 use crate::functions::{FnError, Function, InitCtx, Registry, WarmState};
 use rukong_core::Value;
 use std::any::Any;
@@ -8,21 +10,61 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A slot's warm state: per registry function, `None` until its `init` has run.
+/// A slot's warm state: per registry function, cold until its `init` has run.
+///
+/// On a CPU slot ([`WarmCache::default`]) every state lives here, per slot. On a device
+/// slot ([`WarmCache::on_device`]) `init` gets the device, and a state it marks as
+/// device-bound (resident bytes, a compiled module: see
+/// [`InitLog`](crate::device::InitLog)) lives in the device's shared
+/// [`DeviceCache`] instead, looked up on every call, so that LRU eviction under the
+/// device's memory budget really frees it; the rest stay per slot as on a CPU slot.
 #[derive(Default)]
 pub struct WarmCache {
-    states: Vec<Option<Option<WarmState>>>,
+    states: Vec<Warm>,
+    device: Option<OnDevice>,
 }
 
-/// What a cold start cost, when one happened.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ColdStart {
-    pub happened: bool,
-    pub init: Duration,
+#[derive(Default)]
+enum Warm {
+    #[default]
+    Cold,
+    /// Per-slot state.
+    Local(Option<WarmState>),
+    /// In the device cache, under this function name.
+    Device(String),
+}
+
+struct OnDevice {
+    device: Arc<dyn Device>,
+    cache: Arc<DeviceCache>,
 }
 
 impl WarmCache {
-    /// The function's warm state, running `init` first if this slot never has.
+    /// A CPU slot's cache (the same as `default()`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A cache for a slot on `device`, sharing `cache` with the device's other slots.
+    pub fn on_device(device: Arc<dyn Device>, cache: Arc<DeviceCache>) -> Self {
+        WarmCache {
+            states: Vec::new(),
+            device: Some(OnDevice { device, cache }),
+        }
+    }
+
+    /// The slot's device, if it has one.
+    pub fn device(&self) -> Option<&Arc<dyn Device>> {
+        self.device.as_ref().map(|d| &d.device)
+    }
+
+    /// The device's shared cache, if the slot has a device.
+    pub fn device_cache(&self) -> Option<&Arc<DeviceCache>> {
+        self.device.as_ref().map(|d| &d.cache)
+    }
+
+    /// The function's warm state, running `init` first if this slot (or, for a
+    /// device-bound state, the device) does not hold it.
     pub fn get_or_init(
         &mut self,
         registry: &Registry,
@@ -30,32 +72,60 @@ impl WarmCache {
         slot: usize,
     ) -> Result<(Option<WarmState>, ColdStart), FnError> {
         if self.states.len() <= f {
-            self.states.resize_with(registry.len().max(f + 1), || None);
+            self.states
+                .resize_with(registry.len().max(f + 1), Warm::default);
         }
-        if let Some(state) = &self.states[f] {
+        if let Warm::Local(state) = &self.states[f] {
             return Ok((state.clone(), ColdStart::default()));
         }
-        let t0 = Instant::now();
-        let ctx = InitCtx {
-            name: registry.name(f).to_owned(),
-            slot,
-        };
+        let name = registry.name(f);
         let func = registry.get(f);
-        let state = catch_unwind(AssertUnwindSafe(|| func.init(&ctx)))
-            .map_err(|p| FnError::new(format!("init panicked: {}", panic_message(&*p))))??;
-        self.states[f] = Some(state.clone());
-        Ok((
-            state,
-            ColdStart {
-                happened: true,
-                init: t0.elapsed(),
-            },
-        ))
+        let Some(dev) = &self.device else {
+            let t0 = Instant::now();
+            let ctx = InitCtx::new(name, slot);
+            let state = catch_unwind(AssertUnwindSafe(|| func.init(&ctx)))
+                .map_err(|p| FnError::new(format!("init panicked: {}", panic_message(&*p))))??;
+            self.states[f] = Warm::Local(state.clone());
+            return Ok((
+                state,
+                ColdStart {
+                    happened: true,
+                    init: t0.elapsed(),
+                    stages: ctx.log.record().stages,
+                    joined: false,
+                },
+            ));
+        };
+        // Whether this call ran init, and whether the state it built is device-bound.
+        let mut ran: Option<bool> = None;
+        let (state, cold) = dev.cache.get_or_init(name, |log| {
+            let ctx = InitCtx {
+                name: name.to_owned(),
+                slot,
+                device: Some(dev.device.clone()),
+                log: log.clone(),
+            };
+            let r = func.init(&ctx);
+            ran = Some(log.record().device_bound);
+            r
+        })?;
+        self.states[f] = match ran {
+            Some(false) => Warm::Local(state.clone()),
+            _ => Warm::Device(name.to_owned()),
+        };
+        Ok((state, cold))
     }
 
-    /// Whether `f` is warm on this slot.
+    /// Whether `f` is warm for this slot (for a device-bound state: still in the device
+    /// cache).
     pub fn is_warm(&self, f: usize) -> bool {
-        self.states.get(f).is_some_and(Option::is_some)
+        match self.states.get(f) {
+            Some(Warm::Local(_)) => true,
+            Some(Warm::Device(name)) => {
+                self.device.as_ref().is_some_and(|d| d.cache.contains(name))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod builtins;
+pub mod gpu;
 pub mod linalg;
 
 use rukong_core::Value;
@@ -58,6 +59,30 @@ pub struct InitCtx {
     pub name: String,
     /// The executor slot that is warming up.
     pub slot: usize,
+    /// The device the slot runs on (`None`: the CPU). GPU functions keep it in their warm
+    /// state and branch on [`Device::backend`](crate::device::Device::backend).
+    pub device: Option<Arc<dyn crate::device::Device>>,
+    /// Where `init` reports its cold-start stages and the bytes it leaves resident on the
+    /// device (which makes the state device-bound: cached per device, not per slot).
+    pub log: crate::device::InitLog,
+}
+
+impl InitCtx {
+    /// A context for `name` on `slot`, on the CPU.
+    pub fn new(name: impl Into<String>, slot: usize) -> Self {
+        InitCtx {
+            name: name.into(),
+            slot,
+            device: None,
+            log: crate::device::InitLog::new(),
+        }
+    }
+
+    /// The same, on `device`.
+    pub fn with_device(mut self, device: Option<Arc<dyn crate::device::Device>>) -> Self {
+        self.device = device;
+        self
+    }
 }
 
 pub trait Function: Send + Sync + 'static {
@@ -125,6 +150,7 @@ impl Registry {
         let mut r = Self::new();
         builtins::register_all(&mut r);
         linalg::register_all(&mut r);
+        gpu::register_all(&mut r);
         r
     }
 
