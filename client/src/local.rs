@@ -1,11 +1,11 @@
 //! Embedded mode: engine, executor and proxy in one process on the in-memory store.
 
+use rukong_core::ExecClass;
 use rukong_core::dag::DagSpec;
 use rukong_core::error::{DagError, StoreError};
 use rukong_core::plan::JobConfig;
 use rukong_core::store::memory::{DEFAULT_MAX_OBJECT, MemoryStore};
 use rukong_engine::{Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
-use rukong_core::ExecClass;
 use rukong_executor::{ExecutorConfig, ExecutorHandle, GpuConfig, Registry};
 use rukong_kvstore_proxy::LocalProxy;
 use std::sync::Arc;

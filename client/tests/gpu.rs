@@ -9,16 +9,18 @@ use rukong_core::messages::JobState;
 use rukong_executor::GpuConfig;
 use rukong_executor::bundling::BundleSettings;
 use rukong_executor::device::bundle::{BundleConfig, BundleSize};
-use rukong_executor::device::{DiscoverOptions, SimulatedConfig, discover};
+use rukong_executor::device::{Backend, Device, DiscoverOptions, SimulatedConfig, discover};
+use std::sync::Arc;
 use std::time::Duration;
 
-fn local_with_gpu(bundle: BundleSize, lanes: usize) -> Local {
+fn local_with_gpu(bundle: BundleSize, lanes: usize) -> (Local, Arc<dyn Device>) {
     let devices = discover(&DiscoverOptions {
         cuda: false,
         simulate: Some(SimulatedConfig::instant()),
     });
     assert_eq!(devices.len(), 1);
-    Local::start(LocalConfig {
+    let device = devices[0].clone();
+    let local = Local::start(LocalConfig {
         slots: 2,
         gpu: GpuConfig {
             devices,
@@ -35,14 +37,27 @@ fn local_with_gpu(bundle: BundleSize, lanes: usize) -> Local {
         },
         ..LocalConfig::default()
     })
-    .unwrap()
+    .unwrap();
+    (local, device)
+}
+
+/// (launches, items) on the simulated device so far.
+fn launches(d: &Arc<dyn Device>) -> (u64, u64) {
+    match d.backend() {
+        Backend::Simulated(s) => {
+            let c = s.counters();
+            (c.launches, c.items)
+        }
+        _ => panic!("not the simulated device"),
+    }
 }
 
 /// W products: `a_i = block(8, 8, i)`, `p_i = gpu_matmul(a_i, b)` (GPU), `n_i =
 /// frobenius(p_i)` (CPU, a chain after the GPU task), and the same with `matmul` as the
 /// CPU reference.
 fn products(w: usize) -> DagSpec {
-    let mut yaml = String::from("name: gpu-products\ntasks:\n  - {id: b, fn: matrix, args: [8, 8, 99]}\n");
+    let mut yaml =
+        String::from("name: gpu-products\ntasks:\n  - {id: b, fn: matrix, args: [8, 8, 99]}\n");
     for i in 0..w {
         yaml += &format!(
             "  - {{id: a{i}, fn: matrix, args: [8, 8, {i}]}}\n  - {{id: p{i}, fn: gpu_matmul, deps: [a{i}, b], resources: {{gpu: 1}}}}\n  - {{id: n{i}, fn: frobenius, deps: [p{i}]}}\n  - {{id: r{i}, fn: matmul, deps: [a{i}, b]}}\n  - {{id: d{i}, fn: max_abs_diff, deps: [p{i}, r{i}]}}\n  - {{id: rn{i}, fn: frobenius, deps: [r{i}]}}\n"
@@ -60,7 +75,7 @@ fn float(r: &rukong_client::JobReport, id: &str) -> f64 {
 
 #[test]
 fn gpu_tasks_run_bundled_on_the_gpu_executor_and_match_the_cpu_reference() {
-    let local = local_with_gpu(BundleSize::Fixed(8), 16);
+    let (local, device) = local_with_gpu(BundleSize::Fixed(8), 16);
     let w = 24;
     let r = local.run(products(w)).unwrap();
     assert_eq!(r.state, JobState::Succeeded, "{r:?}");
@@ -69,16 +84,33 @@ fn gpu_tasks_run_bundled_on_the_gpu_executor_and_match_the_cpu_reference() {
         let norm = float(&r, &format!("rn{i}"));
         assert!(diff <= 1e-5 * norm.max(1.0), "p{i}: |gpu - cpu| = {diff}");
         let n = float(&r, &format!("n{i}"));
-        assert!((n - norm).abs() <= 1e-5 * norm, "n{i} = {n}, reference {norm}");
+        assert!(
+            (n - norm).abs() <= 1e-5 * norm,
+            "n{i} = {n}, reference {norm}"
+        );
     }
-    assert_eq!(r.stats.bundled as usize, w, "every GPU task went through the bundler");
+    assert_eq!(
+        r.stats.bundled as usize, w,
+        "every GPU task went through the bundler"
+    );
+    let (n, items) = launches(&device);
+    assert_eq!(items, w as u64, "each GPU task ran once on the device");
+    assert!(n < w as u64, "bundles formed: {n} launches for {w} tasks");
 }
 
 #[test]
 fn bundled_and_unbundled_runs_give_the_same_outputs() {
     let spec = products(12);
-    let a = local_with_gpu(BundleSize::Fixed(1), 1).run(spec.clone()).unwrap();
-    let b = local_with_gpu(BundleSize::Fixed(12), 12).run(spec).unwrap();
+    let (one, d1) = local_with_gpu(BundleSize::Fixed(1), 1);
+    let a = one.run(spec.clone()).unwrap();
+    let (many, d12) = local_with_gpu(BundleSize::Fixed(12), 12);
+    let b = many.run(spec).unwrap();
+    assert_eq!(
+        launches(&d1),
+        (12, 12),
+        "bundle size 1: one launch per task"
+    );
+    assert!(launches(&d12).0 < 12, "{:?}", launches(&d12));
     assert_eq!(a.state, JobState::Succeeded);
     assert_eq!(a.outputs, b.outputs);
 }

@@ -120,9 +120,9 @@ impl Bundler {
             BundleSize::Fixed(b) => b.clamp(1, cfg.max_size.max(1)),
             BundleSize::Auto => {
                 let profile = inner.profile.get(name).map_or(&[][..], Vec::as_slice);
-                let explored = bundle::profile_sizes(cfg.max_size).iter().all(|&s| {
-                    profile.iter().filter(|(b, _)| *b == s).count() >= AUTO_SAMPLES
-                });
+                let explored = bundle::profile_sizes(cfg.max_size)
+                    .iter()
+                    .all(|&s| profile.iter().filter(|(b, _)| *b == s).count() >= AUTO_SAMPLES);
                 if explored {
                     cfg.resolve(profile)
                 } else {

@@ -452,15 +452,34 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             self.profile
                 .resize_with(dag.funcs().len(), FnProfile::default);
         }
-        let (state, cold) = self
-            .slot
-            .warm
-            .get_or_init(registry, f, self.slot.index)
-            .map_err(|e| WalkError::Task {
-                task: t,
-                attempts: 1,
-                error: format!("init of {} failed: {e}", registry.name(f)),
-            })?;
+        let warmed = if self.slot.warm.device().is_some() && !self.slot.warm.is_warm(f) {
+            // A device's cold start (context, compile, upload) takes up to seconds: run it
+            // on the blocking pool, so the device's other slots keep walking meanwhile.
+            let mut warm = std::mem::take(&mut self.slot.warm);
+            let reg = self.svc.registry.clone();
+            let index = self.slot.index;
+            let joined = tokio::task::spawn_blocking(move || {
+                let r = warm.get_or_init(&reg, f, index);
+                (warm, r)
+            })
+            .await;
+            match joined {
+                Ok((warm, r)) => {
+                    self.slot.warm = warm;
+                    r
+                }
+                Err(e) => Err(crate::functions::FnError::new(format!(
+                    "init was lost: {e}"
+                ))),
+            }
+        } else {
+            self.slot.warm.get_or_init(registry, f, self.slot.index)
+        };
+        let (state, cold) = warmed.map_err(|e| WalkError::Task {
+            task: t,
+            attempts: 1,
+            error: format!("init of {} failed: {e}", registry.name(f)),
+        })?;
         let traced_start = self
             .plan
             .config

@@ -52,7 +52,9 @@ impl GpuSettings {
         if self.lanes == 0 || self.lanes > 4096 {
             return Err(format!("gpu.lanes must be 1 to 4096, got {}", self.lanes));
         }
-        self.bundle_settings().validate().map_err(|e| format!("gpu.{e}"))?;
+        self.bundle_settings()
+            .validate()
+            .map_err(|e| format!("gpu.{e}"))?;
         if self.device == "simulated" {
             self.simulated
                 .validate()

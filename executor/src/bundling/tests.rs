@@ -67,7 +67,11 @@ fn concurrent_calls_become_one_launch_with_results_in_order() {
         .map(|&v| Ok(Value::Int(v)))
         .collect();
     assert_eq!(out, want);
-    assert_eq!(*d.batches.lock().unwrap(), [4, 4], "full bundles launch at once");
+    assert_eq!(
+        *d.batches.lock().unwrap(),
+        [4, 4],
+        "full bundles launch at once"
+    );
     let c = b.counters();
     assert_eq!((c.launches, c.calls, c.largest), (2, 8, 4));
 }
@@ -80,7 +84,10 @@ fn a_partial_bundle_launches_after_the_linger_time() {
     let t0 = Instant::now();
     let out = rt().block_on(calls(&b, &f, &[1, 2, 3]));
     let took = t0.elapsed();
-    assert_eq!(out, [Ok(Value::Int(2)), Ok(Value::Int(4)), Ok(Value::Int(6))]);
+    assert_eq!(
+        out,
+        [Ok(Value::Int(2)), Ok(Value::Int(4)), Ok(Value::Int(6))]
+    );
     assert_eq!(*d.batches.lock().unwrap(), [3]);
     assert!(took >= Duration::from_millis(20), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
