@@ -23,6 +23,8 @@ pub fn stats_json(r: &JobReport, slots: usize) -> J {
         "object_bytes": s.object_bytes,
         "invocations_sent": s.invocations_sent,
         "proxy_fanouts": s.proxy_fanouts,
+        "warm_hits": s.warm_hits,
+        "bundled": s.bundled,
     })
 }
 

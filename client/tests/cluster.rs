@@ -467,3 +467,36 @@ fn a_cluster_run_draws_its_timeline() {
         .unwrap();
     assert!(client.trace(&job).unwrap().is_empty());
 }
+
+#[test]
+fn gpu_tasks_run_on_a_gpu_executor_in_cluster_mode() {
+    let dag = temp_file(
+        "gpu.yaml",
+        "name: gpu\ntasks:\n  - {id: b, fn: matrix, args: [8, 8, 9]}\n  - {id: a0, fn: matrix, args: [8, 8, 0]}\n  - {id: a1, fn: matrix, args: [8, 8, 1]}\n  - {id: p0, fn: gpu_matmul, deps: [a0, b], resources: {gpu: 1}}\n  - {id: p1, fn: gpu_matmul, deps: [a1, b], resources: {gpu: 1}}\n  - {id: r0, fn: matmul, deps: [a0, b]}\n  - {id: d0, fn: max_abs_diff, deps: [p0, r0]}\n  - {id: s, fn: madd, deps: [p0, p1]}\n  - {id: n, fn: frobenius, deps: [s]}\n",
+    );
+    // No executor with a GPU: rejected at submission, naming the task.
+    let c = Cluster::start(Options {
+        executors: 1,
+        ..Options::default()
+    });
+    let out = c.run(&dag, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p0") && err.contains("GPU"), "{err}");
+    drop(c);
+    // With simulated GPUs, the GPU tasks run there and match the CPU reference.
+    let c = Cluster::start(Options {
+        executors: 2,
+        gpu: "simulated",
+        ..Options::default()
+    });
+    let v = assert_ok(&c.run(&dag, &[]));
+    assert!(v["outputs"]["d0"].as_f64().unwrap() < 1e-5, "{v}");
+    assert!(v["outputs"]["n"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["stats"]["bundled"], 2, "{v}");
+}

@@ -285,6 +285,7 @@ async fn status<S: Store, P: Proxy>(
             "tasks": s.tasks, "cold_starts": s.cold_starts, "init_us": s.init_us,
             "objects_put": s.objects_put, "object_bytes": s.object_bytes,
             "invocations_sent": s.invocations_sent, "proxy_fanouts": s.proxy_fanouts,
+            "warm_hits": s.warm_hits, "bundled": s.bundled,
         },
     });
     if let JobState::Failed { task, error } = &st.state {
@@ -389,6 +390,18 @@ async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
         "counter",
         "Function inits on the critical path in finished jobs.",
         &[("", load(&c.cold_starts))],
+    );
+    metric(
+        "rukong_warm_hits_total",
+        "counter",
+        "Calls on device slots that found their warm state resident, in finished jobs.",
+        &[("", load(&c.warm_hits))],
+    );
+    metric(
+        "rukong_bundled_tasks_total",
+        "counter",
+        "GPU tasks that ran inside a bundle (one call_batch), in finished jobs.",
+        &[("", load(&c.bundled))],
     );
     let (execs, slots, up) = match svc.engine().store().executors().await {
         Ok(e) => (

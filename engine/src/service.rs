@@ -79,6 +79,8 @@ pub struct Counters {
     pub cancelled: AtomicU64,
     pub tasks: AtomicU64,
     pub cold_starts: AtomicU64,
+    pub warm_hits: AtomicU64,
+    pub bundled: AtomicU64,
 }
 
 pub struct JobService<S, P> {
@@ -287,8 +289,13 @@ impl<S: Store, P: Proxy> JobService<S, P> {
         };
         if let Some(t) = lock(&f.tracker).as_ref() {
             c.tasks.fetch_add(t.tasks_done(), Ordering::Relaxed);
+            let st = t.stats();
             c.cold_starts
-                .fetch_add(u64::from(t.stats().cold_starts), Ordering::Relaxed);
+                .fetch_add(u64::from(st.cold_starts), Ordering::Relaxed);
+            c.warm_hits
+                .fetch_add(u64::from(st.warm_hits), Ordering::Relaxed);
+            c.bundled
+                .fetch_add(u64::from(st.bundled), Ordering::Relaxed);
         }
         *lock(&f.state) = state;
         *lock(&f.ended) = Some(std::time::Instant::now());

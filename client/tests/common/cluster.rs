@@ -20,6 +20,8 @@ pub struct Options {
     pub max_body: usize,
     pub test_functions: bool,
     pub redis_response_timeout_ms: u64,
+    /// `--gpu` for every executor (`off`, `simulated`, …).
+    pub gpu: &'static str,
 }
 
 impl Default for Options {
@@ -32,6 +34,7 @@ impl Default for Options {
             max_body: 64 << 20,
             test_functions: false,
             redis_response_timeout_ms: 2_000,
+            gpu: "off",
         }
     }
 }
@@ -123,6 +126,7 @@ impl Cluster {
         if self.opts.test_functions {
             args.push("--test-functions");
         }
+        args.extend(["--gpu", self.opts.gpu]);
         self.spawn(&format!("executor {i}"), &args)
     }
 
