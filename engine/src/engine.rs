@@ -215,7 +215,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             if e.resources.as_ref().is_some_and(|r| r.gpu > 0) && !admission.gpu_available {
                 problems.push(DagError::Unsupported {
                     task,
-                    message: "requests a GPU, but no executor in this deployment has one".into(),
+                    message: "requests a GPU, but no executor in this deployment has one (start one with --gpu cuda, or --gpu simulated)".into(),
                 });
             } else if e.guard.is_some() || e.join.is_some() {
                 problems.push(DagError::Unsupported {
