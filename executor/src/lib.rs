@@ -25,6 +25,7 @@ pub mod device;
 pub mod executor;
 pub mod frontier;
 pub mod functions;
+pub mod gpu_sched;
 pub mod run;
 pub mod services;
 pub mod slot;
