@@ -34,6 +34,7 @@ fn local_with_gpu(bundle: BundleSize, lanes: usize) -> (Local, Arc<dyn Device>) 
                 ..BundleSettings::default()
             },
             cache_budget: None,
+            policy: rukong_executor::gpu_sched::GpuPolicy::Srtf,
         },
         ..LocalConfig::default()
     })

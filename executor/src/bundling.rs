@@ -15,9 +15,13 @@
 //! and once every profiled size (1, 2, 4, …) has been seen picks the best one with
 //! [`bundle::choose`] (the U-shaped curve: per-item time falls with the batch, then rises
 //! once the device is saturated).
+//!
+//! With a [`LaunchGate`], bundles ready at the same time take turns on the device in the
+//! order of the executor's GPU scheduling policy.
 
 use crate::device::bundle::{self, BundleConfig, BundleSize};
 use crate::functions::{FnError, Function, WarmState};
+use crate::gate::LaunchGate;
 use rukong_core::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,15 +88,40 @@ pub struct Bundler {
     settings: BundleSettings,
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// The device's launch gate: the GPU scheduling policy orders launches through it.
+    gate: Option<Arc<LaunchGate>>,
 }
 
 impl Bundler {
+    /// A bundler whose launches run as soon as they are ready (no launch gate).
     pub fn new(settings: BundleSettings) -> Self {
         Bundler {
             settings,
             inner: Mutex::new(Inner::default()),
             next_id: AtomicU64::new(1),
+            gate: None,
         }
+    }
+
+    /// A bundler whose launches take turns on the device, in the order `gate`'s policy
+    /// decides.
+    pub fn with_gate(settings: BundleSettings, gate: Arc<LaunchGate>) -> Self {
+        Bundler {
+            gate: Some(gate),
+            ..Self::new(settings)
+        }
+    }
+
+    /// The expected latency of a launch of `n` calls of `name`: the mean per-call latency
+    /// of its launches so far, times `n` (zero before the first).
+    fn expected(&self, name: &str, n: usize) -> Duration {
+        let inner = self.lock();
+        let Some(p) = inner.profile.get(name).filter(|p| !p.is_empty()) else {
+            return Duration::ZERO;
+        };
+        let calls: usize = p.iter().map(|(b, _)| *b).sum();
+        let total: Duration = p.iter().map(|(_, d)| *d).sum();
+        total / calls.max(1) as u32 * n as u32
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -191,6 +220,13 @@ impl Bundler {
         let n = inputs.len();
         let func = b.func;
         let state = b.state;
+        let permit = match &self.gate {
+            Some(g) => Some(
+                g.acquire(name, self.expected(name, n), Duration::ZERO)
+                    .await,
+            ),
+            None => None,
+        };
         let t0 = Instant::now();
         let results = tokio::task::spawn_blocking(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -199,6 +235,9 @@ impl Bundler {
         })
         .await;
         let took = t0.elapsed();
+        if let (Some(g), Some(p)) = (&self.gate, permit) {
+            g.release(p);
+        }
         let results: Vec<Result<Value, FnError>> = match results {
             Ok(Ok(r)) if r.len() == n => r,
             Ok(Ok(r)) => vec![

@@ -2,6 +2,7 @@
 
 use crate::bundling::BundleSettings;
 use crate::device::Device;
+use crate::gpu_sched::GpuPolicy;
 use rukong_core::{ExecClass, ExecutorId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub struct GpuConfig {
     pub bundle: BundleSettings,
     /// The warm cache's memory budget per device, in bytes (default: the device's own).
     pub cache_budget: Option<u64>,
+    /// The order in which ready launches take the device.
+    pub policy: GpuPolicy,
 }
 
 impl Default for GpuConfig {
@@ -25,6 +28,7 @@ impl Default for GpuConfig {
             lanes: 16,
             bundle: BundleSettings::default(),
             cache_budget: None,
+            policy: GpuPolicy::default(),
         }
     }
 }

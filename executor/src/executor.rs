@@ -124,7 +124,8 @@ fn device_lanes(config: &ExecutorConfig) -> std::io::Result<Vec<(WarmCache, Arc<
     let mut out = Vec::new();
     for device in &gpu.devices {
         let cache = Arc::new(DeviceCache::for_device(&**device, gpu.cache_budget));
-        let bundler = Arc::new(Bundler::new(gpu.bundle.clone()));
+        let gate = crate::gate::LaunchGate::new(gpu.policy);
+        let bundler = Arc::new(Bundler::with_gate(gpu.bundle.clone(), gate));
         for _ in 0..gpu.lanes.max(1) {
             out.push((
                 WarmCache::on_device(device.clone(), cache.clone()),

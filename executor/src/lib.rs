@@ -17,6 +17,8 @@
 //! - [`device`]: CPU, CUDA (feature `cuda`) and simulated devices, the per-device warm
 //!   cache and the bundle-size chooser.
 //! - [`bundling`]: GPU calls of one function from a device's slots, run as one batch.
+//! - [`gate`]: a device's launch gate, ordered by the GPU scheduling policy.
+//! - [`gpu_sched`]: the GPU scheduling policies (pure decisions) and their simulation.
 
 pub mod bundling;
 pub mod catch;
@@ -25,6 +27,7 @@ pub mod device;
 pub mod executor;
 pub mod frontier;
 pub mod functions;
+pub mod gate;
 pub mod gpu_sched;
 pub mod run;
 pub mod services;

@@ -5,6 +5,7 @@ use rukong_executor::GpuConfig;
 use rukong_executor::bundling::BundleSettings;
 use rukong_executor::device::bundle::BundleConfig;
 use rukong_executor::device::{DiscoverOptions, SimulatedConfig, discover};
+use rukong_executor::gpu_sched::GpuPolicy;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -26,6 +27,9 @@ pub struct GpuSettings {
     pub cache_budget_mib: Option<u64>,
     /// The simulated device's model (`device = "simulated"`).
     pub simulated: SimulatedConfig,
+    /// The order in which ready launches take a device: fifo (alias balance), exclusive,
+    /// srtf or mlfq.
+    pub policy: GpuPolicy,
 }
 
 impl Default for GpuSettings {
@@ -37,6 +41,7 @@ impl Default for GpuSettings {
             bundle_per_function: HashMap::new(),
             cache_budget_mib: None,
             simulated: SimulatedConfig::default(),
+            policy: GpuPolicy::default(),
         }
     }
 }
@@ -100,6 +105,7 @@ impl GpuSettings {
             lanes: self.lanes,
             bundle: self.bundle_settings(),
             cache_budget: self.cache_budget_mib.map(|m| m << 20),
+            policy: self.policy,
         }))
     }
 }
