@@ -64,6 +64,27 @@ fn rate(
     (done as f64 / el.as_secs_f64(), el / launches)
 }
 
+mod gpu_plot;
+
+/// `--plot DIR` on the command line: where to write the SVG charts.
+fn plot_dir() -> Option<std::path::PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--plot")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+}
+
+fn write_plot(name: &str, svg: String) {
+    if let Some(dir) = plot_dir() {
+        let path = dir.join(name);
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, svg)) {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
 fn bench_matmul(device: &Arc<dyn Device>, sim: Option<&Simulated>) {
     println!(
         "\n(a) gpu_matmul 256x256 through call_batch on {}",
@@ -78,6 +99,7 @@ fn bench_matmul(device: &Arc<dyn Device>, sim: Option<&Simulated>) {
         "bundle", "wall inv/s", "launch ms", "model-only inv/s", "CPU-ref inv/s"
     );
     let mut profile = Vec::new();
+    let (mut wall_pts, mut model_pts) = (Vec::new(), Vec::new());
     for b in profile_sizes(64) {
         let before = sim.map(Simulated::counters);
         let (r, per_launch) = rate(&GpuMatmul, st.as_ref(), &pool, b);
@@ -85,7 +107,9 @@ fn bench_matmul(device: &Arc<dyn Device>, sim: Option<&Simulated>) {
             (Some(s), Some(c0)) => {
                 let c1 = s.counters();
                 let us = (c1.modelled_exec_us - c0.modelled_exec_us).max(1) as f64;
-                format!("{:.0}", (c1.items - c0.items) as f64 / us * 1e6)
+                let m = (c1.items - c0.items) as f64 / us * 1e6;
+                model_pts.push((b as f64, m));
+                format!("{m:.0}")
             }
             _ => "-".to_owned(),
         };
@@ -99,7 +123,21 @@ fn bench_matmul(device: &Arc<dyn Device>, sim: Option<&Simulated>) {
             per_launch.as_secs_f64() * 1e3
         );
         profile.push((b, per_launch));
+        wall_pts.push((b as f64, r));
     }
+    let mut series = vec![("measured (wall)", wall_pts)];
+    if !model_pts.is_empty() {
+        series.push(("model only", model_pts));
+    }
+    write_plot(
+        "gpu-bundling.svg",
+        gpu_plot::lines(
+            &format!("gpu_matmul 256×256 on {}", device.label()),
+            "bundle size",
+            "invocations / s",
+            &series,
+        ),
+    );
     match choose(&profile, &BundleConfig::default()) {
         Some(c) => println!(
             "chooser (auto, tolerance 5%): bundle {} at {:.0} inv/s (best {:.0})",
@@ -147,8 +185,11 @@ fn bench_cold_warm(make: &dyn Fn() -> Arc<dyn Device>) {
         "{:<11} {:>10} {:>10} {:>10} {:>10}  stages of the cold start (ms)",
         "function", "cold ms", "init ms", "call ms", "warm ms"
     );
+    let mut groups = Vec::new();
+    let mut label = String::new();
     for (name, f, inputs) in builtins() {
         let device = make();
+        label = device.label();
         let cache = DeviceCache::for_device(device.as_ref(), None);
         let t0 = Instant::now();
         let (st, cold) = cache
@@ -186,7 +227,22 @@ fn bench_cold_warm(make: &dyn Fn() -> Arc<dyn Device>) {
             ms(warm),
             stages.join(", ")
         );
+        let mut parts: Vec<(String, f64)> = cold
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), s.duration.as_secs_f64() * 1e3))
+            .collect();
+        parts.push(("first call".to_owned(), call.as_secs_f64() * 1e3));
+        groups.push((name.to_owned(), parts, warm.as_secs_f64() * 1e3));
     }
+    write_plot(
+        "gpu-cold-warm.svg",
+        gpu_plot::stacked(
+            &format!("first invocation: cold (stages) vs warm, {label}"),
+            "ms",
+            &groups,
+        ),
+    );
 }
 
 fn main() {
