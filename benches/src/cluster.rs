@@ -552,6 +552,23 @@ pub fn main(args: &Args) -> Result<()> {
         println!("{}", t.line);
     }
 
+    if let Some(path) = &args.plot {
+        let points: Vec<crate::plot::Point> = results
+            .iter()
+            .map(|m| crate::plot::Point {
+                family: crate::family(&m.workload),
+                tasks: m.tasks,
+                wall_ms: m.wall().median,
+            })
+            .collect();
+        let title = format!(
+            "rukong cluster, {} executors x {slots} slot(s), median of {} runs",
+            args.executors, args.repeats
+        );
+        std::fs::write(path, crate::plot::scaling_svg(&points, &title))
+            .with_context(|| format!("writing {path}"))?;
+        println!("scaling curves: {path}");
+    }
     if let Some(path) = &args.json {
         let doc = to_json(args, cores, slots, &rukong, &engine_url, &results, &targets);
         let text = serde_json::to_string_pretty(&doc)?;

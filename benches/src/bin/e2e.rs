@@ -69,9 +69,6 @@ fn real_main() -> Result<()> {
         return Ok(());
     }
     if args.mode == Mode::Cluster {
-        if args.plot.is_some() {
-            bail!("--plot draws embedded-mode runs only, for now");
-        }
         return rukong_benches::cluster::main(&args);
     }
 
