@@ -143,7 +143,7 @@ pub struct Args {
 }
 
 pub const USAGE: &str = "\
-usage: rukong-e2e [--mode embedded|cluster] [--workload NAME]... [--repeats N] [--warmup N]
+usage: rukong-e2e [WORKLOAD]... [--mode embedded|cluster] [--workload NAME]... [--repeats N] [--warmup N]
                   [--slots N] [--json FILE] [--scaling] [--plot FILE.svg] [--executors N] [--rukong PATH] [--poll-ms MS]
 
 Runs each workload on one warm rukong deployment, checks every run's outputs, and prints
@@ -154,7 +154,8 @@ wall-clock statistics.
             (INFO commandstats). Needs redis-server and the `rukong` binary.
 
   --mode MODE      embedded (default) or cluster
-  --workload NAME  tree:N | fanout:W | chain:L | blob:PxS | diamond (repeatable)
+  --workload NAME  tree:N | fanout:W | chain:L | blob:PxS | diamond (repeatable; the flag
+                   may be left out: `rukong bench tree:8192 --mode cluster`)
                    default: tree:1024 tree:65536 fanout:10000 fanout:100000 chain:10000
   --repeats N      timed runs per workload (default 10)
   --warmup N       untimed runs per workload first (default 2)
@@ -228,6 +229,8 @@ where
                 out.poll_ms = parse_number(&value()?).context("--poll-ms")? as u64;
                 cluster_only.get_or_insert(flag.clone());
             }
+            // A bare workload (`rukong bench tree:8192 --mode cluster`) is a --workload.
+            w if !w.starts_with('-') && inline.is_none() => out.workloads.push(parse_workload(w)?),
             _ => bail!("unknown argument `{arg}`\n\n{USAGE}"),
         }
     }

@@ -30,12 +30,24 @@ fn nice_max(v: f64) -> f64 {
 }
 
 /// Lines of (x, y) per series; x on a log2 axis.
-pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
+pub fn lines(
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> String {
     let mut s = String::new();
     head(&mut s, title);
-    let xs: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).collect();
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .collect();
     let (x0, x1) = (
-        xs.iter().cloned().fold(f64::INFINITY, f64::min).max(1.0).log2(),
+        xs.iter()
+            .cloned()
+            .fold(f64::INFINITY, f64::min)
+            .max(1.0)
+            .log2(),
         xs.iter().cloned().fold(1.0, f64::max).log2().max(1.0),
     );
     let ymax = nice_max(
