@@ -122,8 +122,11 @@ pub fn lines(
     s
 }
 
+/// One bar group: its name, its (stage, ms) segments, and the warm latency in ms.
+pub type Group = (String, Vec<(String, f64)>, f64);
+
 /// Per group: a stacked bar of (stage, ms) segments and a thin bar of the warm latency.
-pub fn stacked(title: &str, ylabel: &str, groups: &[(String, Vec<(String, f64)>, f64)]) -> String {
+pub fn stacked(title: &str, ylabel: &str, groups: &[Group]) -> String {
     let mut s = String::new();
     head(&mut s, title);
     let ymax = nice_max(

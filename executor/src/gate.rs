@@ -210,8 +210,7 @@ mod tests {
             for t in tasks {
                 t.await.unwrap();
             }
-            let v = ran.lock().unwrap().clone();
-            v
+            ran.lock().unwrap().clone()
         })
     }
 
