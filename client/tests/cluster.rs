@@ -504,4 +504,35 @@ fn gpu_tasks_run_on_a_gpu_executor_in_cluster_mode() {
     assert!(v["outputs"]["d0"].as_f64().unwrap() < 1e-5, "{v}");
     assert!(v["outputs"]["n"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["stats"]["bundled"], 2, "{v}");
+    // Each GPU executor reports its device's counters with its heartbeat; the engine
+    // exports them. Wait for a heartbeat after the run.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let launches = loop {
+        let mut m = agent
+            .get(&format!("{}/metrics", c.engine_url))
+            .call()
+            .unwrap();
+        let text = m.body_mut().read_to_string().unwrap();
+        let total: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("rukong_gpu_bundled_calls_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if total >= 2 || std::time::Instant::now() > deadline {
+            assert!(
+                text.contains("rukong_gpu_cache_misses_total{executor="),
+                "{text}"
+            );
+            break total;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        launches, 2,
+        "both GPU calls went through a device's bundler"
+    );
 }

@@ -643,6 +643,7 @@ async fn a_job_runs_through_a_redis_cluster() {
         devices: vec![],
         host: "h".into(),
         version: "0".into(),
+        device_stats: Vec::new(),
     };
     s.heartbeat(&info, Duration::from_secs(10)).await.unwrap();
     assert_eq!(s.executors().await.unwrap(), vec![info]);

@@ -403,7 +403,8 @@ async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
         "GPU tasks that ran inside a bundle (one call_batch), in finished jobs.",
         &[("", load(&c.bundled))],
     );
-    let (execs, slots, up) = match svc.engine().store().executors().await {
+    let live = svc.engine().store().executors().await;
+    let (execs, slots, up) = match &live {
         Ok(e) => (
             e.len() as u64,
             e.iter().map(|x| u64::from(x.slots)).sum(),
@@ -411,6 +412,67 @@ async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
         ),
         Err(_) => (0, 0, 0),
     };
+    // Per device of the live GPU executors: warm-cache and bundling counters.
+    let devices: Vec<(String, &rukong_core::store::DeviceStats)> = live
+        .as_ref()
+        .map(|e| {
+            e.iter()
+                .flat_map(|x| {
+                    x.device_stats.iter().map(move |d| {
+                        let label = format!("{{executor=\"{}\",device=\"{}\"}}", x.id, d.device)
+                            .replace('\n', " ");
+                        (label, d)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    type Pick = fn(&rukong_core::store::DeviceStats) -> u64;
+    let gpu_metrics: [(&str, &str, &str, Pick); 6] = [
+        (
+            "rukong_gpu_cache_hits_total",
+            "counter",
+            "Calls that found their warm state resident on the device.",
+            |d| d.hits,
+        ),
+        (
+            "rukong_gpu_cache_misses_total",
+            "counter",
+            "Cold starts (init) on the device.",
+            |d| d.misses,
+        ),
+        (
+            "rukong_gpu_cache_evictions_total",
+            "counter",
+            "Warm states evicted under the device's memory budget.",
+            |d| d.evictions,
+        ),
+        (
+            "rukong_gpu_cold_start_microseconds_total",
+            "counter",
+            "Time spent in init on the device, in µs.",
+            |d| d.cold_start_us,
+        ),
+        (
+            "rukong_gpu_launches_total",
+            "counter",
+            "call_batch launches (bundles) on the device.",
+            |d| d.launches,
+        ),
+        (
+            "rukong_gpu_bundled_calls_total",
+            "counter",
+            "Calls served by those launches.",
+            |d| d.bundled_calls,
+        ),
+    ];
+    if !devices.is_empty() {
+        for (name, kind, help, pick) in gpu_metrics {
+            let rows: Vec<(&str, u64)> =
+                devices.iter().map(|(l, d)| (l.as_str(), pick(d))).collect();
+            metric(name, kind, help, &rows);
+        }
+    }
     metric(
         "rukong_executors",
         "gauge",

@@ -12,8 +12,8 @@ use crate::walk::SlotState;
 use actix::prelude::*;
 use rukong_core::ExecClass;
 use rukong_core::proxy::Proxy;
-use rukong_core::store::ExecutorInfo;
 use rukong_core::store::Store;
+use rukong_core::store::{DeviceStats, ExecutorInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -59,7 +59,17 @@ pub fn start<S: Store, P: Proxy>(
         devices,
         host: config.host.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        device_stats: Vec::new(),
     };
+    let mut per_device: Vec<(String, Arc<DeviceCache>, Arc<Bundler>)> = Vec::new();
+    for (warm, bundler) in &lanes {
+        if let Some(cache) = warm.device_cache()
+            && !per_device.iter().any(|(_, c, _)| Arc::ptr_eq(c, cache))
+        {
+            let label = warm.device().map(|d| d.label()).unwrap_or_default();
+            per_device.push((label, cache.clone(), bundler.clone()));
+        }
+    }
     let svc = Arc::new(Services {
         store,
         proxy,
@@ -88,7 +98,13 @@ pub fn start<S: Store, P: Proxy>(
                     };
                     Slot::start_in_arbiter(&arb, move |_| Slot::new(svc, state, stop));
                 }
-                actix::spawn(heartbeat(svc.clone(), info, stopping2, dereg_tx));
+                actix::spawn(heartbeat(
+                    svc.clone(),
+                    info,
+                    per_device,
+                    stopping2,
+                    dereg_tx,
+                ));
                 let _ = tx.send(System::current());
             });
             let _ = sys.run();
@@ -173,7 +189,8 @@ impl Drop for ExecutorHandle {
 /// Keeps the executor's registration fresh until shutdown, then removes it.
 async fn heartbeat<S: Store, P: Proxy>(
     svc: Arc<Services<S, P>>,
-    info: ExecutorInfo,
+    mut info: ExecutorInfo,
+    devices: Vec<(String, Arc<DeviceCache>, Arc<Bundler>)>,
     stopping: Arc<Notify>,
     done: std::sync::mpsc::Sender<()>,
 ) {
@@ -182,6 +199,21 @@ async fn heartbeat<S: Store, P: Proxy>(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                info.device_stats = devices.iter().map(|(label, cache, bundler)| {
+                    let c = cache.snapshot();
+                    let b = bundler.counters();
+                    DeviceStats {
+                        device: label.clone(),
+                        hits: c.hits,
+                        misses: c.misses,
+                        evictions: c.evictions,
+                        cold_start_us: c.cold_start_us,
+                        used_bytes: c.used_bytes,
+                        budget_bytes: c.budget_bytes,
+                        launches: b.launches,
+                        bundled_calls: b.calls,
+                    }
+                }).collect();
                 if let Err(e) = svc.store.heartbeat(&info, every * 3).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }

@@ -528,9 +528,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 Ok(v) => {
                     let exec_us = t0.elapsed().as_micros() as u64;
                     self.profile[fi].exec_us.record(exec_us);
-                    self.profile[fi]
-                        .output_bytes
-                        .record(v.approx_size() as u64);
+                    self.profile[fi].output_bytes.record(v.approx_size() as u64);
                     if let Some(start_us) = traced_start {
                         let init_us = cold.init.as_micros() as u64;
                         self.spans.push(rukong_core::messages::Span {

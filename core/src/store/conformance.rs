@@ -387,9 +387,18 @@ pub async fn membership<S: Store>(s: &S) {
         devices: vec!["cpu".into()],
         host: "test:1".into(),
         version: "0".into(),
+        device_stats: Vec::new(),
     };
     let a = info("member-a", 2);
-    let b = info("member-b", 4);
+    let mut b = info("member-b", 4);
+    b.device_stats = vec![crate::store::DeviceStats {
+        device: "simulated:sim-gpu".into(),
+        hits: 3,
+        misses: 1,
+        launches: 2,
+        bundled_calls: 4,
+        ..Default::default()
+    }];
     s.heartbeat(&a, Duration::from_secs(30)).await.unwrap();
     s.heartbeat(&b, Duration::from_millis(300)).await.unwrap();
     let live = s.executors().await.unwrap();

@@ -223,6 +223,29 @@ pub struct ExecutorInfo {
     /// Where it runs (host name and pid), for operators.
     pub host: String,
     pub version: String,
+    /// Per device (GPU executors): warm-cache and bundling counters, refreshed with every
+    /// heartbeat.
+    #[serde(default)]
+    pub device_stats: Vec<DeviceStats>,
+}
+
+/// One device's counters since its executor started, as last reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStats {
+    /// The device's label (`cuda:0 …`, `simulated:sim-gpu`).
+    pub device: String,
+    /// Calls that found their function's warm state resident.
+    pub hits: u64,
+    /// Calls that ran `init` (cold starts).
+    pub misses: u64,
+    pub evictions: u64,
+    /// Time spent in `init`, µs.
+    pub cold_start_us: u64,
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+    /// `call_batch` launches, and the calls they served.
+    pub launches: u64,
+    pub bundled_calls: u64,
 }
 
 /// Executor membership with heartbeats.
