@@ -10,9 +10,12 @@
 # ---- Stage 1: build ------------------------------------------------------------------
 # Edition 2024 needs Rust 1.85 or newer; rust:1 tracks the latest stable 1.x.
 FROM rust:1-bookworm AS build
+# `--build-arg FEATURES=cuda` builds the real-GPU executor (CUDA is loaded at run time; the
+# runtime image then needs the NVIDIA container runtime and the CUDA 12 libraries).
+ARG FEATURES=""
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p rukong-client --bin rukong \
+RUN cargo build --release --locked -p rukong-client --bin rukong --features "$FEATURES" \
  && install -m 0755 target/release/rukong /usr/local/bin/rukong
 
 # ---- Stage 2: runtime ----------------------------------------------------------------
