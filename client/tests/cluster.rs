@@ -535,4 +535,19 @@ fn gpu_tasks_run_on_a_gpu_executor_in_cluster_mode() {
         launches, 2,
         "both GPU calls went through a device's bundler"
     );
+    let mut h = agent
+        .get(&format!("{}/healthz", c.engine_url))
+        .call()
+        .unwrap();
+    let health: serde_json::Value =
+        serde_json::from_str(&h.body_mut().read_to_string().unwrap()).unwrap();
+    let gpus = health["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{health}");
+    assert!(
+        gpus[0]["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("simulated:"),
+        "{health}"
+    );
 }

@@ -329,8 +329,19 @@ async fn healthz<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
     match svc.engine().store().executors().await {
         Ok(execs) => {
             let slots: u32 = execs.iter().map(|e| e.slots).sum();
-            axum::Json(json!({"status": "ok", "executors": execs.len(), "slots": slots}))
-                .into_response()
+            let gpus: Vec<_> = execs
+                .iter()
+                .filter(|e| e.class == rukong_core::ExecClass::Gpu)
+                .flat_map(|e| {
+                    e.devices
+                        .iter()
+                        .map(|d| json!({"executor": e.id.as_str(), "device": d}))
+                })
+                .collect();
+            axum::Json(
+                json!({"status": "ok", "executors": execs.len(), "slots": slots, "gpus": gpus}),
+            )
+            .into_response()
         }
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

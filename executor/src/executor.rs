@@ -47,7 +47,20 @@ pub fn start<S: Store, P: Proxy>(
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(Notify::new());
     let devices = if config.class == ExecClass::Gpu {
-        config.gpu.devices.iter().map(|d| d.label()).collect()
+        config
+            .gpu
+            .devices
+            .iter()
+            .map(|d| {
+                let i = d.info();
+                format!(
+                    "{} {} MiB mig={}",
+                    d.label(),
+                    i.memory_bytes >> 20,
+                    if i.mig { "on" } else { "off" }
+                )
+            })
+            .collect()
     } else {
         vec!["cpu".into()]
     };
