@@ -33,7 +33,8 @@
 //! its expected exec time, after its expected cold start depending on [`Warmth`]: `Warm`
 //! none, `Cold` all of it (reactive), `ReadyAfter(t0)` a warm-up that began at `t0` (its
 //! exec starts at `max(start, t0 + cold)`, what speculative and just-in-time warm-up
-//! achieve). Observed start and finish times override the estimates. Expected times are the
+//! achieve). Observed start and finish times, and the expected warm times of warm-ups
+//! already under way ([`Observed::warm_at`]), override the estimates. Expected times are the
 //! profile's means (or a quantile), with defaults for unprofiled functions.
 
 use crate::dag::{Dag, Join};
@@ -127,6 +128,10 @@ pub struct Observed {
     pub started: Vec<(TaskIdx, u64)>,
     /// Tasks completed, and when.
     pub finished: Vec<(TaskIdx, u64)>,
+    /// Tasks whose function's warm-up is under way (a hint was issued), and when it is
+    /// expected to be warm: overrides [`Warmth::ReadyAfter`] for them.
+    #[serde(default)]
+    pub warm_at: Vec<(TaskIdx, u64)>,
 }
 
 /// The outcome chosen at one branch point that runs.
@@ -533,6 +538,12 @@ fn timeline(
             *s = Some(at);
         }
     }
+    let mut warm_at: Vec<Option<u64>> = vec![None; dag.len()];
+    for &(t, at) in &observed.warm_at {
+        if let Some(s) = warm_at.get_mut(t.get()) {
+            *s = Some(at);
+        }
+    }
     let mut finish = vec![0u64; dag.len()];
     let mut path = Vec::new();
     for &t in order {
@@ -552,7 +563,7 @@ fn timeline(
             Warmth::Warm => start,
             Warmth::Cold => start.saturating_add(cold),
             Warmth::ReadyAfter(t0) if started[t.get()].is_none() => {
-                start.max(t0.saturating_add(cold))
+                start.max(warm_at[t.get()].unwrap_or(t0.saturating_add(cold)))
             }
             Warmth::ReadyAfter(_) => start,
         };

@@ -267,6 +267,7 @@ tasks:
         outcomes: vec![(t(&d, "yes"), true), (t(&d, "no"), false)],
         started: vec![(t(&d, "both"), 300)],
         finished: vec![(t(&d, "both"), 310)],
+        ..Observed::default()
     };
     let m = mlp(&d, &p, &obs, &c);
     assert_eq!(on_path(&m, &d), ["r", "slow", "fast", "both", "yes", "end"]);
