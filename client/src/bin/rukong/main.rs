@@ -613,8 +613,8 @@ fn run(args: RunArgs) -> ExitCode {
     if args.json {
         println!("{}", report_json(&report, slots));
     } else {
-        for (id, v) in &report.outputs {
-            println!("{id}: {}", v.to_output_json());
+        for line in rukong_client::output::output_lines(&report) {
+            println!("{line}");
         }
     }
     let secs = report.wall.as_secs_f64();
