@@ -1,6 +1,8 @@
 //! The CLI's output contract (DESIGN §3): one JSON object
-//! `{"job": id, "outputs": {task: value}, "stats": {...}}`; bytes render as
-//! `{"bytes": N, "sha256": hex}`.
+//! `{"job": id, "outputs": {task: value}, "skipped": [task], "stats": {...}}`; bytes render
+//! as `{"bytes": N, "sha256": hex}`. A skipped output (DESIGN §8) has no value: it is not in
+//! `outputs` but in `skipped` (always present, often empty), and the plain text form prints
+//! it as `task: (skipped)`.
 
 use rukong_core::messages::JobState;
 use rukong_engine::JobReport;
@@ -25,6 +27,7 @@ pub fn stats_json(r: &JobReport, slots: usize) -> J {
         "proxy_fanouts": s.proxy_fanouts,
         "warm_hits": s.warm_hits,
         "bundled": s.bundled,
+        "skipped": s.skipped,
     })
 }
 
@@ -49,13 +52,44 @@ pub fn report_json(r: &JobReport, slots: usize) -> J {
         .iter()
         .map(|(id, v)| (id.to_string(), v.to_output_json()))
         .collect();
+    let skipped: Vec<&str> = r.skipped.iter().map(|t| t.as_str()).collect();
     let mut o = json!({
         "job": r.job.as_str(),
         "outputs": outputs,
+        "skipped": skipped,
         "stats": stats_json(r, slots),
     });
     if let JobState::Failed { task, error } = &r.state {
         o["error"] = json!({"task": task.as_str(), "message": error});
     }
     o
+}
+
+/// The plain text form of a job's outputs: one `task: value` line per output that ran, in
+/// the DAG's order, then one `task: (skipped)` line per skipped output.
+pub fn output_lines(r: &JobReport) -> Vec<String> {
+    let mut lines: Vec<String> = r
+        .outputs
+        .iter()
+        .map(|(id, v)| format!("{id}: {}", v.to_output_json()))
+        .collect();
+    lines.extend(r.skipped.iter().map(|id| format!("{id}: (skipped)")));
+    lines
+}
+
+/// [`output_lines`] for a cluster engine's answer `{"outputs": {...}, "skipped": [...]}`.
+pub fn output_lines_json(o: &J) -> Vec<String> {
+    let mut lines: Vec<String> = o["outputs"]
+        .as_object()
+        .map(|m| m.iter().map(|(id, v)| format!("{id}: {v}")).collect())
+        .unwrap_or_default();
+    if let Some(skipped) = o["skipped"].as_array() {
+        lines.extend(
+            skipped
+                .iter()
+                .filter_map(J::as_str)
+                .map(|id| format!("{id}: (skipped)")),
+        );
+    }
+    lines
 }

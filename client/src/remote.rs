@@ -159,6 +159,12 @@ impl EngineClient {
         Ok(self.get(&format!("/jobs/{job}/outputs"))?["outputs"].take())
     }
 
+    /// `{"job", "outputs": {task: value}, "skipped": [task]}`: the outputs, and the ones
+    /// that were skipped (DESIGN §8).
+    pub fn outputs_and_skipped(&self, job: &JobId) -> Result<J, RemoteError> {
+        self.get(&format!("/jobs/{job}/outputs"))
+    }
+
     /// The task spans of a job submitted with tracing.
     pub fn trace(&self, job: &JobId) -> Result<Vec<rukong_engine::TracedTask>, RemoteError> {
         let j = self.get(&format!("/jobs/{job}/trace"))?;

@@ -162,9 +162,10 @@ fn gen_output_runs_from_standard_input() {
     assert_eq!(v["tasks"].as_array().unwrap().len(), 3);
 }
 
-/// Features of later milestones are refused up front, never left hanging.
+/// A GPU task with no GPU executor is refused up front, never left hanging; so is a guard
+/// on a task that is not one of its deps.
 #[test]
-fn gpu_and_conditional_tasks_are_rejected_clearly() {
+fn gpu_tasks_and_bad_guards_are_rejected_clearly() {
     let dir = std::env::temp_dir().join(format!("rukong-cli-unsup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let gpu = dir.join("gpu.yaml");
@@ -183,17 +184,70 @@ fn gpu_and_conditional_tasks_are_rejected_clearly() {
     let guard = dir.join("guard.yaml");
     std::fs::write(
         &guard,
-        "tasks: [{id: a, fn: const, args: [1]}, {id: b, fn: const, args: [2], deps: [a], guard: {dep: a, equals: 1}}]\n",
+        "tasks: [{id: a, fn: const, args: [1]}, {id: z, fn: const, args: [3]}, {id: b, fn: identity, deps: [a], guard: {dep: z, equals: 1}}]\n",
     )
     .unwrap();
-    let out = rukong(&["run", guard.to_str().unwrap()]);
+    for cmd in ["run", "validate"] {
+        let out = rukong(&[cmd, guard.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            text(&out.stderr).contains("task b: guard.dep \"z\" is not one of its deps (a)"),
+            "{cmd}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let join = dir.join("join.yaml");
+    std::fs::write(
+        &join,
+        "tasks: [{id: a, fn: const, args: [1]}, {id: b, fn: identity, deps: [a], join: some}]\n",
+    )
+    .unwrap();
+    let out = rukong(&["run", join.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("task b: conditional branches"),
+        text(&out.stderr).contains("unknown variant `some`, expected `all` or `any`"),
         "{}",
         text(&out.stderr)
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The inference-cascade example shows both branch outcomes: skipped outputs print as
+/// `(skipped)`, and are listed under `"skipped"` in the JSON form.
+#[test]
+fn the_inference_cascade_example_takes_both_branches() {
+    let file = common_repo("examples/inference-cascade.yaml");
+    let out = rukong(&["run", &file, "--no-progress"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#"street.answer: {"confidence":0.94,"label":"car"}"#,
+            r#"fog.answer: {"confidence":0.87,"label":"truck"}"#,
+            r#"fog.expensive: {"confidence":0.87,"label":"truck"}"#,
+            "street.expensive: (skipped)",
+        ]
+    );
+    let out = rukong(&["run", &file, "--json", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["skipped"], serde_json::json!(["street.expensive"]));
+    assert_eq!(v["outputs"]["street.answer"]["label"], "car");
+    assert_eq!(v["outputs"]["fog.answer"]["label"], "truck");
+    assert!(v["outputs"].get("street.expensive").is_none());
+    assert_eq!(v["stats"]["skipped"], 2, "{}", v["stats"]);
+    assert_eq!(v["stats"]["tasks"], 16, "{}", v["stats"]);
+    // An unconditional job still says "skipped": [].
+    let out = rukong(&["run", &common_repo("examples/diamond.yaml"), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["skipped"], serde_json::json!([]));
+}
+
+fn common_repo(rel: &str) -> String {
+    common::repo(rel).to_string_lossy().into_owned()
 }
 
 #[test]

@@ -551,3 +551,36 @@ fn gpu_tasks_run_on_a_gpu_executor_in_cluster_mode() {
         "{health}"
     );
 }
+
+/// Conditional branches (DESIGN §8) in cluster mode: the same shapes as the embedded tests,
+/// across executor processes and Redis (flagged arrivals in the fan-in script, skip markers
+/// in the outputs hash, proxy-handled fan-outs of skipped parents); skipped outputs come
+/// back from `GET /jobs/{id}/outputs` and print as `(skipped)`.
+#[test]
+fn the_cluster_propagates_skips_through_every_shape() {
+    use common::conditional::{all_cases, check_json};
+    let c = Cluster::start(Options::default());
+    for case in all_cases() {
+        let f = temp_file(&format!("cond-{}.yaml", case.name), &case.yaml);
+        let v = assert_ok(&c.run(&f, &[]));
+        check_json(&case, &v, "cluster");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rukong"))
+        .arg("run")
+        .arg(repo("examples/inference-cascade.yaml"))
+        .args(["--engine", &c.engine_url, "--no-progress"])
+        .env("RUKONG_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l == "street.expensive: (skipped)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == r#"fog.answer: {"confidence":0.87,"label":"truck"}"#),
+        "{text}"
+    );
+}

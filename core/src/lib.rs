@@ -15,13 +15,15 @@
 //! - [`store`]: the store traits, [`store::memory::MemoryStore`], and the conformance suite
 //!   (feature `test-util`).
 //! - [`proxy`]: the KV-store proxy's interface.
-//! - [`profile`]: profile histograms.
+//! - [`profile`]: profiles: histograms per function, branch counts per conditional edge.
+//! - [`mlp`]: the most-likely-path predictor (pure).
 //! - [`error`]: one error enum per concern.
 
 pub mod dag;
 pub mod error;
 pub mod ids;
 pub mod messages;
+pub mod mlp;
 pub mod plan;
 pub mod profile;
 pub mod proxy;

@@ -45,11 +45,22 @@ pub fn job_prefix(job: &JobId) -> String {
     format!("rk:{{{job}}}:")
 }
 
-/// A task output as it travels: inline, or the key of a large object.
+/// A task output as it travels: inline, or the key of a large object; or the marker of a
+/// skipped task (DESIGN §8), which has no output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     Inline(Value),
     Object(ObjectKey),
+    /// The task was skipped (its guard failed, or its dependencies were skipped). Written
+    /// as its "output" for fan-in children to read, and carried to children it hands on,
+    /// so that every reader can tell a skipped dependency from a completed one.
+    Skipped,
+}
+
+impl Payload {
+    pub fn is_skipped(&self) -> bool {
+        matches!(self, Payload::Skipped)
+    }
 }
 
 /// An input that an invocation brings along, so the receiver need not fetch it.
@@ -96,6 +107,10 @@ pub struct WalkStats {
     /// GPU tasks that ran as part of a bundle (one `call_batch` for several invocations).
     #[serde(default)]
     pub bundled: u32,
+    /// Tasks skipped (DESIGN §8): a guard failed, or their dependencies were skipped. They
+    /// are not counted in `tasks`.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl WalkStats {
@@ -109,6 +124,7 @@ impl WalkStats {
         self.proxy_fanouts += o.proxy_fanouts;
         self.warm_hits += o.warm_hits;
         self.bundled += o.bundled;
+        self.skipped += o.skipped;
     }
 }
 
@@ -154,6 +170,9 @@ pub enum Event {
         sink: bool,
         payload: Option<Payload>,
     },
+    /// A task was skipped (DESIGN §8) that is a sink or a requested output: it counts as
+    /// finished, and a requested output is reported as skipped. Duplicates are harmless.
+    TaskSkipped { task: TaskIdx, sink: bool },
     /// A task failed for good (after its retries).
     TaskFailed {
         task: TaskIdx,

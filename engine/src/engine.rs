@@ -66,8 +66,13 @@ pub struct JobReport {
     pub job: JobId,
     pub name: String,
     pub state: JobState,
-    /// Requested outputs in the DAG's order (all of them when the job succeeded).
+    /// Requested outputs in the DAG's order (when the job succeeded: all of them except the
+    /// skipped ones).
     pub outputs: Vec<(TaskId, Value)>,
+    /// Requested outputs that were skipped (DESIGN §8: a guard failed, or their
+    /// dependencies were skipped), in the DAG's order. They have no value; together with
+    /// `outputs` they cover every requested output of a succeeded job.
+    pub skipped: Vec<TaskId>,
     pub tasks: u64,
     pub stats: WalkStats,
     /// From submission (validation included) to the job's end.
@@ -102,11 +107,17 @@ pub struct Transfer {
 }
 
 impl JobReport {
+    /// A requested output's value (`None` when it was skipped, or is not an output).
     pub fn output(&self, id: &str) -> Option<&Value> {
         self.outputs
             .iter()
             .find(|(t, _)| t.as_str() == id)
             .map(|(_, v)| v)
+    }
+
+    /// Whether the requested output `id` was skipped.
+    pub fn is_skipped(&self, id: &str) -> bool {
+        self.skipped.iter().any(|t| t.as_str() == id)
     }
 }
 
@@ -217,11 +228,6 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                     task,
                     message: "requests a GPU, but no executor in this deployment has one (start one with --gpu cuda, or --gpu simulated)".into(),
                 });
-            } else if e.guard.is_some() || e.join.is_some() {
-                problems.push(DagError::Unsupported {
-                    task,
-                    message: "conditional branches (guard/join) are not supported yet".into(),
-                });
             }
         }
         match problems.len() {
@@ -327,7 +333,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 tracker.apply(e);
             }
             on_progress(Progress {
-                done: tracker.tasks_done(),
+                done: tracker.tasks_settled(),
                 total,
             });
             match tracker.state() {
@@ -365,6 +371,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             }
         }
         let mut outputs = Vec::new();
+        let mut skipped = Vec::new();
         if state == JobState::Succeeded {
             for (t, p) in tracker.outputs() {
                 let id = plan.dag.id(t).clone();
@@ -374,6 +381,10 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                         task: id,
                     });
                 };
+                if p.is_skipped() {
+                    skipped.push(id);
+                    continue;
+                }
                 let v = self.resolve(job, &id, p.clone()).await?;
                 outputs.push((id, v));
             }
@@ -384,6 +395,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             name: plan.dag.name().to_owned(),
             state,
             outputs,
+            skipped,
             tasks: tracker.tasks_done(),
             stats: tracker.stats().clone(),
             wall: started.elapsed(),
@@ -399,6 +411,8 @@ impl<S: Store, P: Proxy> Engine<S, P> {
     ) -> Result<Value, EngineError> {
         match p {
             Payload::Inline(v) => Ok(v),
+            // Callers report skipped outputs as skipped; a marker has no value.
+            Payload::Skipped => Ok(Value::Null),
             Payload::Object(key) => {
                 let bytes = self.proxy.get_object(&key).await?.ok_or_else(|| {
                     EngineError::MissingOutput {

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /jobs` | submit a DAG (JSON, YAML or MessagePack by `Content-Type`); `201 {"job": id}` |
 //! | `GET /jobs/{id}` | state, progress, failure, stats |
-//! | `GET /jobs/{id}/outputs` | outputs, in the CLI's JSON form |
+//! | `GET /jobs/{id}/outputs` | outputs, in the CLI's JSON form, and the skipped ones |
 //! | `GET /jobs/{id}/trace` | task spans of a job submitted with `?trace=1` (timelines) |
 //! | `DELETE /jobs/{id}` | cancel; the job's keys are freed |
 //! | `GET /healthz` | store reachable, live executors and slots |
@@ -285,7 +285,7 @@ async fn status<S: Store, P: Proxy>(
             "tasks": s.tasks, "cold_starts": s.cold_starts, "init_us": s.init_us,
             "objects_put": s.objects_put, "object_bytes": s.object_bytes,
             "invocations_sent": s.invocations_sent, "proxy_fanouts": s.proxy_fanouts,
-            "warm_hits": s.warm_hits, "bundled": s.bundled,
+            "warm_hits": s.warm_hits, "bundled": s.bundled, "skipped": s.skipped,
         },
     });
     if let JobState::Failed { task, error } = &st.state {
@@ -302,9 +302,18 @@ async fn outputs<S: Store, P: Proxy>(
     let outs = svc.outputs(&job).await?;
     let map: serde_json::Map<String, serde_json::Value> = outs
         .iter()
-        .map(|(id, v)| (id.to_string(), v.to_output_json()))
+        .filter_map(|(id, v)| Some((id.to_string(), v.as_ref()?.to_output_json())))
         .collect();
-    Ok(axum::Json(json!({"job": job.as_str(), "outputs": map})).into_response())
+    // Skipped outputs (DESIGN §8) have no value: they are listed apart, as in the CLI.
+    let skipped: Vec<&str> = outs
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    Ok(
+        axum::Json(json!({"job": job.as_str(), "outputs": map, "skipped": skipped}))
+            .into_response(),
+    )
 }
 
 async fn trace<S: Store, P: Proxy>(

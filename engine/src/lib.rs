@@ -11,11 +11,14 @@
 //! - [`service`]: [`JobService`], the cluster engine: submits jobs and follows each one to
 //!   its end; stateless apart from the store.
 //! - [`http`]: the HTTP API over a [`JobService`].
+//! - [`warmup`]: speculative warm-up: modes, the pure hint planner, C_d / C_r accounting,
+//!   and a deterministic simulator.
 
 pub mod engine;
 pub mod http;
 pub mod service;
 pub mod tracker;
+pub mod warmup;
 
 pub use engine::{
     Admission, Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError, TracedTask,

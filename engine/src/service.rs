@@ -320,7 +320,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
         let (name, done, total, stats) = match t.as_ref() {
             Some(t) => (
                 t.plan().dag.name().to_owned(),
-                t.tasks_done(),
+                t.tasks_settled(),
                 t.plan().dag.len() as u64,
                 t.stats().clone(),
             ),
@@ -339,11 +339,12 @@ impl<S: Store, P: Proxy> JobService<S, P> {
         })
     }
 
-    /// The requested outputs of a succeeded job, in the DAG's order.
+    /// The requested outputs of a succeeded job, in the DAG's order: a value, or `None` for
+    /// a skipped output (DESIGN §8).
     pub async fn outputs(
         self: &Arc<Self>,
         job: &JobId,
-    ) -> Result<Vec<(TaskId, Value)>, ServiceError> {
+    ) -> Result<Vec<(TaskId, Option<Value>)>, ServiceError> {
         let f = self.followed(job).await?;
         let state = lock(&f.state).clone();
         if state != JobState::Succeeded {
@@ -363,8 +364,12 @@ impl<S: Store, P: Proxy> JobService<S, P> {
         };
         let mut out = Vec::with_capacity(payloads.len());
         for (id, p) in payloads {
+            if p.is_skipped() {
+                out.push((id, None));
+                continue;
+            }
             let v = self.engine.resolve(job, &id, p).await?;
-            out.push((id, v));
+            out.push((id, Some(v)));
         }
         Ok(out)
     }

@@ -45,6 +45,8 @@ impl JobTracker {
                 sink,
                 payload,
             } => self.result(task, sink, payload),
+            // A skipped sink or output finishes like a result; an output is reported skipped.
+            Event::TaskSkipped { task, sink } => self.result(task, sink, Some(Payload::Skipped)),
             Event::TaskFailed { id, error, .. } => {
                 if self.failure.is_none() {
                     self.failure = Some(JobState::Failed { task: id, error });
@@ -101,10 +103,10 @@ impl JobTracker {
         }
     }
 
-    /// Whether every task of the DAG has a span (a traced job's trace can trail its end:
-    /// another invocation may flush its spans just after the sink's result).
+    /// Whether every task of the DAG has a span or was skipped (a traced job's trace can
+    /// trail its end: another invocation may flush its spans just after the sink's result).
     pub fn trace_complete(&self) -> bool {
-        self.spanned_count >= self.plan.dag.len()
+        self.spanned_count as u64 + self.stats.skipped >= self.plan.dag.len() as u64
     }
 
     /// The spans of a traced job, with the slot that ran each.
@@ -116,16 +118,23 @@ impl JobTracker {
         &self.stats
     }
 
-    /// Tasks done so far (duplicates after redelivery can overcount; clamped to the total).
+    /// Tasks run so far (duplicates after redelivery can overcount; clamped to the total).
+    /// Skipped tasks are not counted: see [`JobTracker::tasks_settled`].
     pub fn tasks_done(&self) -> u64 {
         self.stats.tasks.min(self.plan.dag.len() as u64)
+    }
+
+    /// Tasks run or skipped so far, for progress (clamped to the total).
+    pub fn tasks_settled(&self) -> u64 {
+        (self.stats.tasks + self.stats.skipped).min(self.plan.dag.len() as u64)
     }
 
     pub fn plan(&self) -> &Arc<JobPlan> {
         &self.plan
     }
 
-    /// The requested outputs, in the DAG's output order (`None` where not yet seen).
+    /// The requested outputs, in the DAG's output order (`None` where not yet seen;
+    /// [`Payload::Skipped`] for a skipped one).
     pub fn outputs(&self) -> impl Iterator<Item = (TaskIdx, Option<&Payload>)> {
         self.plan
             .dag
@@ -179,6 +188,29 @@ mod tests {
         assert_eq!(t.state(), JobState::Succeeded);
         let outs: Vec<_> = t.outputs().collect();
         assert_eq!(outs, vec![(b, Some(&Payload::Inline(Value::Int(7))))]);
+    }
+
+    #[test]
+    fn skipped_sinks_and_outputs_complete_the_job() {
+        let p = plan();
+        let (b, c) = (p.dag.lookup("b").unwrap(), p.dag.lookup("c").unwrap());
+        let mut t = JobTracker::new(p);
+        t.apply(Event::TaskSkipped {
+            task: b,
+            sink: true,
+        });
+        assert_eq!(t.state(), JobState::Running, "c (a sink) has not finished");
+        t.apply(Event::TaskSkipped {
+            task: c,
+            sink: true,
+        });
+        t.apply(Event::TaskSkipped {
+            task: c,
+            sink: true,
+        });
+        assert_eq!(t.state(), JobState::Succeeded);
+        let outs: Vec<_> = t.outputs().collect();
+        assert_eq!(outs, vec![(b, Some(&Payload::Skipped))]);
     }
 
     #[test]

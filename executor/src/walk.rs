@@ -204,6 +204,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         stats: WalkStats::default(),
         profile: Vec::new(),
         events: Vec::new(),
+        branches: Vec::new(),
         spans: Vec::new(),
     };
     let outcome = w.walk_all(inv.starts).await;
@@ -305,6 +306,13 @@ pub(crate) struct Walker<'a, S, P> {
     /// Per DAG function: what this invocation measured.
     profile: Vec<FnProfile>,
     pub(crate) events: Vec<Event>,
+    /// Branch outcomes (DESIGN §8): every guard this walk evaluated, as `(guarded task,
+    /// taken)`: `taken` is true when the guard passed and the task ran, false when it failed
+    /// and the task was skipped. A guard is evaluated when its task is otherwise ready to
+    /// run, so a guard whose own dependency was skipped (or, under `join: all`, whose task
+    /// another skipped dependency skipped first) is not listed. [`Walker::flush`] merges them
+    /// into the DAG's profile ([`DagProfile::record_branches`]).
+    pub(crate) branches: Vec<(TaskIdx, bool)>,
     /// Task spans, when the job is traced.
     spans: Vec<rukong_core::messages::Span>,
 }
@@ -382,6 +390,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     ) -> Result<Value, WalkError> {
         match p {
             Payload::Inline(v) => Ok(v),
+            // A skipped task's marker reads as null (walks never ask; see `frontier`).
+            Payload::Skipped => Ok(Value::Null),
             p => Ok(self
                 .resolve_all(vec![(t, from, p)])
                 .await?
@@ -403,7 +413,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 let started = traced.then(|| (unix_us(), Instant::now()));
                 (svc.proxy.get_object(key).await, started)
             }),
-            Payload::Inline(_) => None,
+            Payload::Inline(_) | Payload::Skipped => None,
         });
         let mut fetched = futures_util::future::join_all(fetches).await.into_iter();
         let mut out = Vec::with_capacity(items.len());
@@ -411,6 +421,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             let key = match p {
                 Payload::Inline(v) => {
                     out.push(v);
+                    continue;
+                }
+                Payload::Skipped => {
+                    out.push(Value::Null);
                     continue;
                 }
                 Payload::Object(key) => key,
@@ -589,7 +603,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 spans: std::mem::take(&mut self.spans),
             });
         }
-        if self.stats.tasks > 0 {
+        if self.stats.tasks > 0 || self.stats.skipped > 0 {
             events.push(Event::Progress(std::mem::take(&mut self.stats)));
         }
         if let Err(e) = self.svc.store.append_events(&job, events).await
@@ -597,7 +611,9 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         {
             tracing::error!(%job, error = %e, "could not append events");
         }
-        let profile: DagProfile = self
+        // Branch outcomes (DESIGN §8) travel with the function timings, in one call.
+        let branches = std::mem::take(&mut self.branches);
+        let mut profile: DagProfile = self
             .plan
             .dag
             .funcs()
@@ -606,6 +622,9 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             .filter(|(_, p)| p.exec_us.count > 0 || p.cold_start_us.count > 0)
             .map(|(n, p)| (n.clone(), p))
             .collect();
+        if !branches.is_empty() {
+            profile.record_branches(&self.plan.dag, branches);
+        }
         if !profile.is_empty() {
             let _ = self
                 .svc

@@ -1,21 +1,29 @@
 //! Planning a large fan-out, as pure functions: which children need an arrival record, and
 //! how ready children are packed into invocations.
+//!
+//! A skipped parent (DESIGN §8) fans out the same way: its payload is the skip marker
+//! [`Payload::Skipped`], its arrivals are recorded as skipped, and every child it enqueues
+//! carries the marker, so the slot that picks the child up skips it (or, for a `join: any`
+//! fan-in child with a completed parent, runs it with `null` for this one).
 
 use rukong_core::dag::{Child, Dag};
 use rukong_core::messages::{Invocation, KnownInput, Payload, Start};
-use rukong_core::store::{Arrival, ArrivalReq};
+use rukong_core::store::{Arrival, ArrivalReq, FlaggedArrival};
 use rukong_core::{JobConfig, JobId, TaskIdx};
 
 /// The arrival records to make: one per fan-in child (children with one dependency are
-/// ready without one).
-pub fn arrivals_needed(dag: &Dag, children: &[Child]) -> Vec<ArrivalReq> {
+/// ready without one), flagged `skipped` when the parent was skipped.
+pub fn arrivals_needed(dag: &Dag, children: &[Child], skipped: bool) -> Vec<FlaggedArrival> {
     children
         .iter()
         .filter(|c| dag.needed(c.task) > 1)
-        .map(|c| ArrivalReq {
-            child: c.task,
-            pos: c.pos,
-            needed: dag.needed(c.task),
+        .map(|c| FlaggedArrival {
+            req: ArrivalReq {
+                child: c.task,
+                pos: c.pos,
+                needed: dag.needed(c.task),
+            },
+            skipped,
         })
         .collect()
 }
@@ -85,20 +93,24 @@ mod tests {
     fn only_fan_in_children_need_arrivals() {
         let d = wide(20);
         let s = d.lookup("s").unwrap();
-        let reqs = arrivals_needed(&d, d.children(s));
+        let reqs = arrivals_needed(&d, d.children(s), false);
         assert_eq!(reqs.len(), 1);
-        assert_eq!(reqs[0].child, d.lookup("j").unwrap());
-        assert_eq!(reqs[0].needed, 2);
+        assert_eq!(reqs[0].req.child, d.lookup("j").unwrap());
+        assert_eq!(reqs[0].req.needed, 2);
+        assert!(!reqs[0].skipped);
+        assert!(arrivals_needed(&d, d.children(s), true)[0].skipped);
         let not_yet = Arrival {
             arrived: 1,
             needed: 2,
             first_time: true,
+            skipped: 0,
         };
         assert_eq!(ready_children(&d, d.children(s), &[not_yet]).len(), 20);
         let done = Arrival {
             arrived: 2,
             needed: 2,
             first_time: true,
+            skipped: 0,
         };
         assert_eq!(ready_children(&d, d.children(s), &[done]).len(), 21);
         assert!(schedule::schedule(&d, 10).use_proxy(&d, s));

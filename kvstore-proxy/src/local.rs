@@ -61,11 +61,11 @@ impl<S: Store> Proxy for LocalProxy<S> {
                 dag.len()
             )));
         }
-        let reqs = fanout::arrivals_needed(dag, &req.children);
+        let reqs = fanout::arrivals_needed(dag, &req.children, req.payload.is_skipped());
         let arrivals = if reqs.is_empty() {
             Vec::new()
         } else {
-            self.store.record_arrivals(&req.job, &reqs).await?
+            self.store.record_flagged_arrivals(&req.job, &reqs).await?
         };
         let ready = fanout::ready_children(dag, &req.children, &arrivals);
         let waiting = arrivals.iter().filter(|a| !a.completes()).count() as u32;

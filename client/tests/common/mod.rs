@@ -31,3 +31,4 @@ pub fn local(slots: usize, inline_limit: usize) -> Local {
     Local::start(c).expect("embedded runtime starts")
 }
 pub mod cluster;
+pub mod conditional;

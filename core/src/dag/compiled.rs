@@ -53,6 +53,9 @@ pub struct Dag {
     pub(crate) sources: Vec<TaskIdx>,
     pub(crate) sinks: usize,
     pub(crate) extras: BTreeMap<u32, TaskExtras>,
+    /// Whether any task has a guard (so that some task may be skipped), on first ask.
+    #[serde(skip)]
+    pub(crate) guarded: OnceLock<bool>,
 }
 
 impl Dag {
@@ -144,6 +147,24 @@ impl Dag {
             return None;
         }
         self.extras.get(&t.0)
+    }
+    /// Whether some task has a guard: only then can a task be skipped (DESIGN §8). Every
+    /// skip-related path of the walk is behind this test, so unconditional DAGs pay nothing.
+    #[inline]
+    pub fn has_guards(&self) -> bool {
+        *self
+            .guarded
+            .get_or_init(|| self.extras.values().any(|e| e.guard.is_some()))
+    }
+    /// The task's guard, if it has one.
+    #[inline]
+    pub fn guard(&self, t: TaskIdx) -> Option<&Guard> {
+        self.extras(t).and_then(|e| e.guard.as_ref())
+    }
+    /// How the task joins skipped dependencies (default [`Join::All`]).
+    #[inline]
+    pub fn join(&self, t: TaskIdx) -> Join {
+        self.extras(t).and_then(|e| e.join).unwrap_or_default()
     }
     pub fn all_extras(&self) -> impl Iterator<Item = (TaskIdx, &TaskExtras)> {
         self.extras.iter().map(|(k, v)| (TaskIdx(*k), v))

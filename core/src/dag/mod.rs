@@ -9,5 +9,5 @@ pub mod validate;
 mod tests;
 
 pub use compiled::{Child, Dag, TaskExtras};
-pub use spec::{DagFormat, DagSpec, Guard, Join, Resources, TaskSpec};
+pub use spec::{DagFormat, DagSpec, Guard, Join, Resources, TaskSpec, values_equal};
 pub use validate::{Limits, check_id, validate};

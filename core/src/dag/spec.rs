@@ -56,7 +56,8 @@ pub struct Resources {
     pub gpu: u32,
 }
 
-/// Run only when `dep`'s output equals `equals` (DESIGN §8).
+/// Run only when `dep`'s output equals `equals` (DESIGN §8), by [`values_equal`]. `dep`
+/// must be one of the task's dependencies.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {
@@ -64,12 +65,54 @@ pub struct Guard {
     pub equals: Value,
 }
 
+impl Guard {
+    /// Whether the guard passes for `dep`'s output `v`.
+    pub fn matches(&self, v: &Value) -> bool {
+        values_equal(v, &self.equals)
+    }
+}
+
+/// How a task treats skipped dependencies (DESIGN §8).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Join {
+    /// Skipped as soon as any dependency was skipped (the default).
     #[default]
     All,
+    /// Runs when at least one dependency completed; skipped dependencies give `null`.
     Any,
+}
+
+/// The equality of guards (and of the `eq` built-in): numbers compare by numeric value, so
+/// `1` equals `1.0` (an int equals a float only when the float is integral and converts
+/// exactly; NaN equals nothing); arrays and maps compare element by element (maps by the same
+/// keys) with this rule; every other pair compares exactly (same kind, same value: strings
+/// byte for byte, bytes, bools, null). Values of different kinds never match.
+pub fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => {
+            int_equals_float(*x, *y)
+        }
+        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b))
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && values_equal(va, vb))
+        }
+        _ => a == b,
+    }
+}
+
+/// 2^63, exactly.
+const TWO_63: f64 = (1u64 << 63) as f64;
+
+fn int_equals_float(i: i64, f: f64) -> bool {
+    // -2^63 <= f < 2^63: the range where `f as i64` is exact for an integral f.
+    f.is_finite() && f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f) && f as i64 == i
 }
 
 /// The two file formats of DESIGN §3.

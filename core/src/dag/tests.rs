@@ -183,3 +183,70 @@ fn compiled_dag_round_trips_through_msgpack() {
     assert_eq!(back.extras(TaskIdx(1)).unwrap().retries, 2);
     assert_eq!(back.deps(TaskIdx(1)), d.deps(TaskIdx(1)));
 }
+
+#[test]
+fn guards_and_joins_are_validated_and_compiled() {
+    let d = check("tasks: [{id: a, fn: const, args: [1]}, {id: b, fn: identity, deps: [a], guard: {dep: a, equals: 1}}, {id: c, fn: add, deps: [a, b], join: any}]").unwrap();
+    assert!(d.has_guards());
+    let (a, b, c) = (
+        d.lookup("a").unwrap(),
+        d.lookup("b").unwrap(),
+        d.lookup("c").unwrap(),
+    );
+    assert_eq!(d.guard(b).unwrap().dep.as_str(), "a");
+    assert!(d.guard(a).is_none());
+    assert_eq!(d.join(c), Join::Any);
+    assert_eq!(d.join(b), Join::All);
+    // The flag is rebuilt after a MessagePack round trip.
+    let back = Dag::from_msgpack(&d.to_msgpack()).unwrap();
+    assert!(back.has_guards());
+    let plain = check(
+        "tasks: [{id: a, fn: const, args: [1]}, {id: c, fn: identity, deps: [a], join: any}]",
+    )
+    .unwrap();
+    assert!(!plain.has_guards(), "join alone never skips");
+
+    let e = check("tasks: [{id: a, fn: const, args: [1]}, {id: z, fn: const, args: [1]}, {id: b, fn: identity, deps: [a], guard: {dep: z, equals: 1}}]").unwrap_err();
+    assert_eq!(e.task().map(|t| t.as_str()), Some("b"));
+    assert!(
+        e.to_string()
+            .contains("task b: guard.dep \"z\" is not one of its deps (a)"),
+        "{e}"
+    );
+    let e =
+        check("tasks: [{id: a, fn: const, args: [1], guard: {dep: a, equals: 1}}]").unwrap_err();
+    assert!(e.to_string().contains("(it has none)"), "{e}");
+    let e = check("tasks: [{id: a, fn: const, args: [1], join: most}]").unwrap_err();
+    assert!(e.to_string().contains("unknown variant `most`"), "{e}");
+    let e = check("tasks: [{id: a, fn: const}, {id: b, fn: identity, deps: [a], guard: {dep: a}}]")
+        .unwrap_err();
+    assert!(e.to_string().contains("missing field `equals`"), "{e}");
+}
+
+#[test]
+fn guard_equality_compares_numbers_by_value() {
+    use crate::value::Value;
+    let i = Value::Int;
+    let f = Value::Float;
+    assert!(values_equal(&i(1), &f(1.0)));
+    assert!(values_equal(&f(1.0), &i(1)));
+    assert!(!values_equal(&i(1), &f(1.5)));
+    assert!(!values_equal(&f(f64::NAN), &f(f64::NAN)));
+    assert!(!values_equal(&i(i64::MAX), &f((1u64 << 63) as f64)));
+    assert!(values_equal(&i(-(1 << 62)), &f(-(2f64.powi(62)))));
+    assert!(!values_equal(&i(1), &Value::Str("1".into())));
+    assert!(!values_equal(&i(0), &Value::Bool(false)));
+    assert!(!values_equal(&Value::Null, &i(0)));
+    assert!(values_equal(&Value::Null, &Value::Null));
+    assert!(values_equal(
+        &Value::Array(vec![i(1), Value::Str("x".into())]),
+        &Value::Array(vec![f(1.0), Value::Str("x".into())])
+    ));
+    assert!(!values_equal(
+        &Value::Array(vec![i(1)]),
+        &Value::Array(vec![i(1), i(2)])
+    ));
+    let m = |v: Value| Value::Map([("k".to_owned(), v)].into_iter().collect());
+    assert!(values_equal(&m(i(2)), &m(f(2.0))));
+    assert!(!values_equal(&m(i(2)), &m(i(3))));
+}

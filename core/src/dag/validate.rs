@@ -286,6 +286,7 @@ pub fn validate(
         sources,
         sinks,
         extras,
+        guarded: Default::default(),
     };
     find_cycle(&dag)?;
     for &o in &dag.outputs.clone() {
@@ -321,7 +322,19 @@ fn check_options(t: &TaskSpec, errors: &mut Vec<DagError>) {
     {
         errors.push(DagError::Unsupported {
             task: t.id.clone(),
-            message: format!("guard.dep {:?} is not one of its deps", g.dep.as_str()),
+            message: format!(
+                "guard.dep {:?} is not one of its deps ({})",
+                g.dep.as_str(),
+                if t.deps.is_empty() {
+                    "it has none".to_owned()
+                } else {
+                    t.deps
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
         });
     }
 }

@@ -105,7 +105,8 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
         vec![Arrival {
             arrived: 1,
             needed: 2,
-            first_time: true
+            first_time: true,
+            skipped: 0,
         }]
     );
     // The same parent again (a retry, or a lost reply) counts once.
@@ -137,6 +138,168 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
         assert_eq!(r[0].arrived, 70 - i);
     }
     assert_eq!(completions, 1);
+    s.delete_job(&job).await.unwrap();
+}
+
+/// A plan with a guard (so that parents may arrive skipped, DESIGN §8): `g` guards the
+/// 2-way fan-in `c` (deps `a`, `g`) and the 70-way fan-in `w`.
+pub fn conditional_plan(job: &str) -> Arc<JobPlan> {
+    let mut yaml = String::from(
+        "name: conformance-skip\ntasks:\n  - {id: a, fn: const, args: [1]}\n  - {id: g, fn: const, args: [2], deps: [a], guard: {dep: a, equals: 1}}\n  - {id: c, fn: add, deps: [a, g], join: any}\n",
+    );
+    for i in 0..70 {
+        yaml.push_str(&format!("  - {{id: p{i}, fn: const, args: [{i}]}}\n"));
+    }
+    let deps: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
+    yaml.push_str(&format!(
+        "  - {{id: w, fn: add, deps: [{}]}}\n",
+        deps.join(", ")
+    ));
+    let dag = validate(
+        DagSpec::from_yaml_str(&yaml).expect("conditional DAG parses"),
+        &Limits::default(),
+        &|_| true,
+    )
+    .expect("conditional DAG is valid");
+    assert!(dag.has_guards());
+    let schedule = crate::schedule::schedule(&dag, 10);
+    Arc::new(JobPlan {
+        job: JobId::new(job),
+        dag,
+        schedule,
+        config: JobConfig::default(),
+    })
+}
+
+fn flagged(plan: &JobPlan, child: &str, parent: &str, skipped: bool) -> FlaggedArrival {
+    FlaggedArrival {
+        req: req(plan, child, parent),
+        skipped,
+    }
+}
+
+/// Skipped parents arrive too; the record counts them once each, and the arrival that
+/// completes the set sees how many were skipped (DESIGN §8).
+pub async fn fan_in_counts_skipped_parents<S: Store>(s: &S) {
+    use crate::dag::Join;
+    let plan = conditional_plan(&unique_job("skips"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let g = s
+        .record_flagged_arrivals(&job, &[flagged(&plan, "c", "g", true)])
+        .await
+        .unwrap();
+    assert_eq!((g[0].arrived, g[0].first_time), (1, true));
+    assert!(!g[0].completes());
+    // A retried skipped arrival counts once, as an arrival and as a skip.
+    let again = s
+        .record_flagged_arrivals(&job, &[flagged(&plan, "c", "g", true)])
+        .await
+        .unwrap();
+    assert_eq!((again[0].arrived, again[0].first_time), (1, false));
+    let a = s
+        .record_flagged_arrivals(&job, &[flagged(&plan, "c", "a", false)])
+        .await
+        .unwrap();
+    assert!(a[0].completes());
+    assert_eq!(a[0].skipped, 1, "{a:?}");
+    assert!(
+        a[0].skips(Join::All),
+        "join all: one skipped parent skips it"
+    );
+    assert!(!a[0].skips(Join::Any), "join any: one parent completed");
+    // Late duplicates still report the settled record.
+    let late = s
+        .record_flagged_arrivals(
+            &job,
+            &[
+                flagged(&plan, "c", "a", false),
+                flagged(&plan, "c", "g", true),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        late.iter()
+            .all(|x| !x.completes() && x.arrived == 2 && x.skipped == 1)
+    );
+    // Plain arrivals on a job with guards read the skip count too.
+    let mut completing = None;
+    for i in 0..70 {
+        let r = if i % 2 == 0 {
+            s.record_flagged_arrivals(&job, &[flagged(&plan, "w", &format!("p{i}"), true)])
+                .await
+                .unwrap()
+        } else {
+            s.record_arrivals(&job, &[req(&plan, "w", &format!("p{i}"))])
+                .await
+                .unwrap()
+        };
+        if r[0].completes() {
+            completing = Some(r[0]);
+        }
+    }
+    let done = completing.expect("one arrival completes w");
+    assert_eq!((done.arrived, done.needed, done.skipped), (70, 70, 35));
+    assert!(done.skips(Join::All) && !done.skips(Join::Any));
+    s.delete_job(&job).await.unwrap();
+}
+
+/// Every parent skipped, each arriving three times concurrently: exactly one arrival
+/// completes, and it sees every skip (so `join: any` skips too).
+pub async fn fan_in_skipped_concurrent<S: Store>(s: Arc<S>) {
+    use crate::dag::Join;
+    let plan = conditional_plan(&unique_job("skipconc"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for round in 0..3 {
+        for i in 0..70 {
+            let s = s.clone();
+            let job = job.clone();
+            let r = flagged(&plan, "w", &format!("p{}", (i * 3 + round * 11) % 70), true);
+            handles.push(tokio::spawn(async move {
+                s.record_flagged_arrivals(&job, &[r]).await.unwrap()[0]
+            }));
+        }
+    }
+    let mut completing = Vec::new();
+    for h in handles {
+        let a = h.await.unwrap();
+        if a.completes() {
+            completing.push(a);
+        }
+    }
+    assert_eq!(
+        completing.len(),
+        1,
+        "exactly one arrival completes the fan-in"
+    );
+    assert_eq!(completing[0].skipped, 70);
+    assert!(completing[0].skips(Join::Any));
+    s.delete_job(&job).await.unwrap();
+}
+
+/// A skipped task's marker is stored and read back like an output.
+pub async fn skipped_outputs<S: Store>(s: &S) {
+    let plan = conditional_plan(&unique_job("skipout"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let (a, g) = (plan.dag.lookup("a").unwrap(), plan.dag.lookup("g").unwrap());
+    s.put_outputs(
+        &job,
+        vec![(a, Payload::Inline(Value::Int(1))), (g, Payload::Skipped)],
+    )
+    .await
+    .unwrap();
+    // Write-once: a later write does not turn a skip into a value.
+    s.put_outputs(&job, vec![(g, Payload::Inline(Value::Int(2)))])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_outputs(&job, &[g, a]).await.unwrap(),
+        vec![Some(Payload::Skipped), Some(Payload::Inline(Value::Int(1)))]
+    );
     s.delete_job(&job).await.unwrap();
 }
 
@@ -376,6 +539,34 @@ pub async fn profiles<S: Store>(s: &S) {
     let got = s.get_profile(&name).await.unwrap();
     assert_eq!(got["add"].exec_us.count, 2);
     assert_eq!(got["add"].cold_start_us.sum, 10000);
+    assert_eq!(got["add"].exec_us.quantile(0.5), Some(100));
+    assert!(got.branches.is_empty());
+
+    // Branch counts merge by addition, next to the histograms, and survive a round trip.
+    let mut d = DagProfile::new();
+    d.record_branch("then.1", true);
+    d.record_branch("then.1", true);
+    d.record_branch("then.1", false);
+    d.record_branch("else", false);
+    s.record_profile(&name, d.clone()).await.unwrap();
+    s.record_profile(&name, d).await.unwrap();
+    let got = s.get_profile(&name).await.unwrap();
+    assert_eq!(got["add"].exec_us.count, 2);
+    let b = got.branch("then.1").copied().unwrap_or_default();
+    assert_eq!((b.taken, b.not_taken), (4, 2));
+    let b = got.branch("else").copied().unwrap_or_default();
+    assert_eq!((b.taken, b.not_taken), (0, 2));
+    assert_eq!(got.branches.len(), 2);
+
+    // A profile of branches only is still a profile; an empty delta changes nothing.
+    let other = unique_job("profile-br");
+    let mut d = DagProfile::new();
+    d.record_branch("x", true);
+    s.record_profile(&other, d.clone()).await.unwrap();
+    s.record_profile(&other, DagProfile::new()).await.unwrap();
+    let got = s.get_profile(&other).await.unwrap();
+    assert!(got.functions.is_empty());
+    assert_eq!(got, d);
 }
 
 pub async fn membership<S: Store>(s: &S) {
@@ -464,6 +655,19 @@ macro_rules! store_conformance_tests {
             arc,
             $fixture
         );
+        $crate::__conformance_test!(
+            conformance_fan_in_counts_skipped_parents,
+            fan_in_counts_skipped_parents,
+            ref,
+            $fixture
+        );
+        $crate::__conformance_test!(
+            conformance_fan_in_skipped_concurrent,
+            fan_in_skipped_concurrent,
+            arc,
+            $fixture
+        );
+        $crate::__conformance_test!(conformance_skipped_outputs, skipped_outputs, ref, $fixture);
         $crate::__conformance_test!(conformance_outputs, outputs, ref, $fixture);
         $crate::__conformance_test!(conformance_objects, objects, ref, $fixture);
         $crate::__conformance_test!(conformance_queue, queue, ref, $fixture);

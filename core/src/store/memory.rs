@@ -42,6 +42,9 @@ struct JobEntry {
     off: Vec<u32>,
     words: Vec<AtomicU64>,
     count: Vec<AtomicU32>,
+    /// Per task, how many distinct parents arrived skipped; made on the first skipped
+    /// arrival, so jobs without conditional branches never pay for it.
+    skipped: OnceLock<Vec<AtomicU32>>,
     outputs: Vec<OnceLock<Payload>>,
     events: Mutex<Vec<Event>>,
     events_changed: Notify,
@@ -114,6 +117,7 @@ impl JobEntry {
             state: Mutex::new(JobState::Running),
             words: (0..total).map(|_| AtomicU64::new(0)).collect(),
             count: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            skipped: OnceLock::new(),
             outputs: (0..n).map(|_| OnceLock::new()).collect(),
             off,
             plan,
@@ -188,34 +192,67 @@ impl FanInStore for MemoryStore {
         let entry = self.job(job)?;
         let mut out = Vec::with_capacity(reqs.len());
         for r in reqs {
-            entry.check_task(r.child)?;
-            let c = r.child.get();
-            let needed = entry.plan.dag.needed(r.child);
-            if r.pos >= needed || r.needed != needed {
-                return Err(StoreError::Corrupt {
-                    key: format!("{}in:{}", crate::messages::job_prefix(job), c),
-                    message: format!(
-                        "arrival at position {} of {} (task has {} dependencies)",
-                        r.pos, r.needed, needed
-                    ),
-                });
-            }
-            let word = entry.off[c] as usize + (r.pos / 64) as usize;
-            let bit = 1u64 << (r.pos % 64);
-            let before = entry.words[word].fetch_or(bit, Ordering::AcqRel);
-            let first_time = before & bit == 0;
-            let arrived = if first_time {
-                entry.count[c].fetch_add(1, Ordering::AcqRel) + 1
-            } else {
-                entry.count[c].load(Ordering::Acquire)
-            };
-            out.push(Arrival {
-                arrived,
-                needed,
-                first_time,
-            });
+            out.push(entry.arrive(job, r, false)?);
         }
         Ok(out)
+    }
+
+    async fn record_flagged_arrivals(
+        &self,
+        job: &JobId,
+        reqs: &[FlaggedArrival],
+    ) -> StoreResult<Vec<Arrival>> {
+        let entry = self.job(job)?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(entry.arrive(job, &r.req, r.skipped)?);
+        }
+        Ok(out)
+    }
+}
+
+impl JobEntry {
+    /// One arrival: set the parent's bit; on the first time, count it (and, before that, its
+    /// skip, so that the arrival that completes the count sees every skip).
+    #[inline]
+    fn arrive(&self, job: &JobId, r: &ArrivalReq, skipped: bool) -> StoreResult<Arrival> {
+        self.check_task(r.child)?;
+        let c = r.child.get();
+        let needed = self.plan.dag.needed(r.child);
+        if r.pos >= needed || r.needed != needed {
+            return Err(StoreError::Corrupt {
+                key: format!("{}in:{}", crate::messages::job_prefix(job), c),
+                message: format!(
+                    "arrival at position {} of {} (task has {} dependencies)",
+                    r.pos, r.needed, needed
+                ),
+            });
+        }
+        let word = self.off[c] as usize + (r.pos / 64) as usize;
+        let bit = 1u64 << (r.pos % 64);
+        let before = self.words[word].fetch_or(bit, Ordering::AcqRel);
+        let first_time = before & bit == 0;
+        if first_time && skipped {
+            let n = self.count.len();
+            self.skipped
+                .get_or_init(|| (0..n).map(|_| AtomicU32::new(0)).collect())[c]
+                .fetch_add(1, Ordering::AcqRel);
+        }
+        let arrived = if first_time {
+            self.count[c].fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.count[c].load(Ordering::Acquire)
+        };
+        let skipped = self
+            .skipped
+            .get()
+            .map_or(0, |s| s[c].load(Ordering::Acquire));
+        Ok(Arrival {
+            arrived,
+            needed,
+            first_time,
+            skipped,
+        })
     }
 }
 
@@ -480,10 +517,7 @@ impl EventLog for MemoryStore {
 impl ProfileStore for MemoryStore {
     async fn record_profile(&self, dag_name: &str, delta: DagProfile) -> StoreResult<()> {
         let mut all = lock(&self.inner.profiles);
-        let p = all.entry(dag_name.to_owned()).or_default();
-        for (func, d) in delta {
-            p.entry(func).or_default().merge(&d);
-        }
+        all.entry(dag_name.to_owned()).or_default().merge(&delta);
         Ok(())
     }
 

@@ -36,20 +36,43 @@ pub struct ArrivalReq {
     pub needed: u32,
 }
 
-/// The fan-in record after an arrival.
+/// An arrival that says whether its parent ran or was skipped (DESIGN §8): a skipped
+/// parent arrives too, so that its fan-in children are never left waiting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlaggedArrival {
+    pub req: ArrivalReq,
+    /// The parent was skipped: it has no output (only a [`Payload::Skipped`] marker).
+    pub skipped: bool,
+}
+
+/// The fan-in record after an arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Arrival {
     /// Distinct parents recorded so far.
     pub arrived: u32,
     pub needed: u32,
     /// False when this parent had already been recorded (a retry or a duplicate).
     pub first_time: bool,
+    /// Distinct parents recorded as skipped so far. Exact for the arrival that completes
+    /// the set (every other parent's record happened before it); a lower bound otherwise.
+    #[serde(default)]
+    pub skipped: u32,
 }
 
 impl Arrival {
     /// Whether this arrival completed the set: exactly one arrival per child sees this.
     pub fn completes(&self) -> bool {
         self.first_time && self.arrived == self.needed
+    }
+
+    /// For the arrival that completes the set: whether the child is skipped because of its
+    /// dependencies, under its [`crate::dag::Join`] mode (`all`: any parent skipped; `any`:
+    /// every parent skipped). Its guard, if any, is checked when it runs.
+    pub fn skips(&self, join: crate::dag::Join) -> bool {
+        match join {
+            crate::dag::Join::All => self.skipped > 0,
+            crate::dag::Join::Any => self.skipped >= self.needed,
+        }
     }
 }
 
@@ -76,10 +99,21 @@ pub trait JobStore: Send + Sync + 'static {
 /// Idempotent fan-in records.
 pub trait FanInStore: Send + Sync + 'static {
     /// Records each arrival atomically and idempotently: a parent recorded twice counts once.
+    /// Every parent arrives as completed (not skipped).
     fn record_arrivals(
         &self,
         job: &JobId,
         reqs: &[ArrivalReq],
+    ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
+
+    /// As [`FanInStore::record_arrivals`], where each arrival says whether its parent was
+    /// skipped (DESIGN §8). The record also counts the distinct skipped parents, in the same
+    /// atomic step and just as idempotently (a parent's skip counts once, with its first
+    /// arrival), so the arrival that completes the set can decide whether the child runs.
+    fn record_flagged_arrivals(
+        &self,
+        job: &JobId,
+        reqs: &[FlaggedArrival],
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 }
 

@@ -16,6 +16,8 @@
 //! | `sleep`    | sleeps the last input's ms, returns the first dep input or null          |
 //! | `spin`     | burns CPU for the last input's ms, returns the first dep input or null   |
 //! | `fail`     | always fails, with the last input as the message                         |
+//!
+//! Comparison and selection (`eq`, `lt`, `gt`, `get`, `max_by`) are in [`compare`].
 
 use super::{FnError, Function, Registry, WarmState};
 use bytes::Bytes;
@@ -45,8 +47,15 @@ pub fn register_all(r: &mut Registry) {
         .register("sha256", Sha256Fn)
         .register("sleep", Sleep)
         .register("spin", Spin)
-        .register("fail", Fail);
+        .register("fail", Fail)
+        .register("eq", compare::Eq)
+        .register("lt", compare::Lt)
+        .register("gt", compare::Gt)
+        .register("get", compare::Get)
+        .register("max_by", compare::MaxBy);
 }
+
+pub mod compare;
 
 // ----------------------------------------------------------------------------------------
 // Helpers

@@ -66,6 +66,11 @@ enum Command {
         #[arg(long, env = "RUKONG_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Profiles kept across jobs, per DAG name (cluster mode: read from Redis).
+    Profile {
+        #[command(subcommand)]
+        cmd: profile::ProfileCmd,
+    },
     /// Serve the engine's HTTP API over Redis.
     Engine {
         #[command(flatten)]
@@ -306,6 +311,7 @@ impl GenWorkload {
     }
 }
 
+mod profile;
 mod remote_run;
 mod tools;
 
@@ -329,6 +335,7 @@ fn main() -> ExitCode {
         Command::Gen { workload, format } => generate(workload.spec(), format),
         Command::Status { job, engine, token } => status(&job, &engine, token),
         Command::Bench { args } => bench(&args),
+        Command::Profile { cmd } => profile::run(cmd),
         Command::Import {
             from:
                 ImportFrom::Wfformat {
@@ -606,8 +613,8 @@ fn run(args: RunArgs) -> ExitCode {
     if args.json {
         println!("{}", report_json(&report, slots));
     } else {
-        for (id, v) in &report.outputs {
-            println!("{id}: {}", v.to_output_json());
+        for line in rukong_client::output::output_lines(&report) {
+            println!("{line}");
         }
     }
     let secs = report.wall.as_secs_f64();

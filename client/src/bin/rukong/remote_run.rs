@@ -76,10 +76,14 @@ pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
         }
     };
     let wall = started.elapsed().as_secs_f64();
-    let tasks = st.done();
+    // Tasks run (`done` also counts skipped tasks, for progress).
+    let tasks = st.json["stats"]["tasks"]
+        .as_u64()
+        .unwrap_or_else(|| st.done());
     let mut out = serde_json::json!({
         "job": job.as_str(),
         "outputs": {},
+        "skipped": [],
         "stats": {
             "state": st.state(),
             "tasks": tasks,
@@ -97,8 +101,14 @@ pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
         }
     }
     match st.state() {
-        "succeeded" => match client.outputs(&job) {
-            Ok(o) => out["outputs"] = o,
+        "succeeded" => match client.outputs_and_skipped(&job) {
+            Ok(mut o) => {
+                out["outputs"] = o["outputs"].take();
+                out["skipped"] = match o["skipped"].take() {
+                    serde_json::Value::Null => serde_json::json!([]),
+                    s => s,
+                };
+            }
             Err(e) => {
                 eprintln!("error: job {job} succeeded but its outputs could not be fetched: {e}");
                 return ExitCode::from(EXIT_TASK_FAILED);
@@ -115,9 +125,9 @@ pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
     }
     if args.json {
         println!("{out}");
-    } else if let Some(o) = out["outputs"].as_object() {
-        for (id, v) in o {
-            println!("{id}: {v}");
+    } else {
+        for line in rukong_client::output::output_lines_json(&out) {
+            println!("{line}");
         }
     }
     match st.state() {

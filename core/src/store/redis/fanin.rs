@@ -4,29 +4,70 @@
 //! The job's arrivals are one bitmap, `rk:{job}:arr`, where task `t`'s parents own bits
 //! `off[t]..off[t] + needed(t)` (offsets from the cached plan), and one hash of counters,
 //! `rk:{job}:cnt`. A parent's bit is set once and counted only when it was clear, so a
-//! retried call (after a lost reply, say) never counts twice.
+//! retried call (after a lost reply, say) never counts twice. Skipped parents (DESIGN §8)
+//! also count in field `s<child>` of the counters, in the same script and just as
+//! idempotently.
 
 use super::scripts::SCRIPTS;
 use super::{RedisStore, job_key, jobs::check_task, reply};
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::messages::job_prefix;
-use crate::store::{Arrival, ArrivalReq, FanInStore, StoreResult};
+use crate::store::{Arrival, ArrivalReq, FanInStore, FlaggedArrival, StoreResult};
 
 /// Redis bitmaps hold up to 2^32 bits.
 const MAX_BITS: u64 = 1 << 32;
 
 impl FanInStore for RedisStore {
     async fn record_arrivals(&self, job: &JobId, reqs: &[ArrivalReq]) -> StoreResult<Vec<Arrival>> {
+        self.arrive(job, reqs.iter().map(|r| (r, false)), reqs.len(), false)
+            .await
+    }
+
+    async fn record_flagged_arrivals(
+        &self,
+        job: &JobId,
+        reqs: &[FlaggedArrival],
+    ) -> StoreResult<Vec<Arrival>> {
+        self.arrive(
+            job,
+            reqs.iter().map(|r| (&r.req, r.skipped)),
+            reqs.len(),
+            reqs.iter().any(|r| r.skipped),
+        )
+        .await
+    }
+}
+
+impl RedisStore {
+    /// One script call for a batch of arrivals; `flagged` (or a DAG with guards) picks the
+    /// script that also counts skipped parents.
+    async fn arrive<'a>(
+        &self,
+        job: &JobId,
+        reqs: impl Iterator<Item = (&'a ArrivalReq, bool)>,
+        len: usize,
+        flagged: bool,
+    ) -> StoreResult<Vec<Arrival>> {
         let cp = self.cached_plan(job).await?;
         let dag = &cp.plan.dag;
         let key = job_key(job, "arr");
-        let mut inv = SCRIPTS.fan_in.prepare_invoke();
+        // Only a job with guards can have skipped parents: its arrivals all go through the
+        // script that counts skips (so that a completing arrival reads them); any other job
+        // keeps the cheaper one.
+        let flagged = flagged || dag.has_guards();
+        let script = if flagged {
+            &SCRIPTS.fan_in_flagged
+        } else {
+            &SCRIPTS.fan_in
+        };
+        let mut inv = script.prepare_invoke();
         inv.key(job_key(job, "state"))
             .key(&key)
             .key(job_key(job, "cnt"))
             .arg(self.ttl_ms());
-        for r in reqs {
+        let mut needs = Vec::with_capacity(len);
+        for (r, skipped) in reqs {
             check_task(&cp, r.child)?;
             let needed = dag.needed(r.child);
             let bit = cp.off[r.child.get()] + u64::from(r.pos);
@@ -40,8 +81,12 @@ impl FanInStore for RedisStore {
                 });
             }
             inv.arg(bit).arg(r.child.0);
+            if flagged {
+                inv.arg(u8::from(skipped)).arg(needed);
+            }
+            needs.push(needed);
         }
-        if reqs.is_empty() {
+        if needs.is_empty() {
             return Ok(Vec::new());
         }
         let out: redis::Value = self
@@ -49,19 +94,21 @@ impl FanInStore for RedisStore {
             .await
             .map_err(|e| self.err(e, Some(job), &key))?;
         let out = reply::flat(out);
-        if out.len() != reqs.len() * 2 {
+        let width = if flagged { 3 } else { 2 };
+        if out.len() != needs.len() * width {
             return Err(StoreError::Corrupt {
                 key,
                 message: format!("fan-in script answered {} values", out.len()),
             });
         }
-        Ok(reqs
+        Ok(needs
             .iter()
-            .zip(out.chunks(2))
-            .map(|(r, pair)| Arrival {
-                arrived: reply::as_u64(&pair[0]).unwrap_or(0) as u32,
-                needed: r.needed,
-                first_time: reply::as_u64(&pair[1]) == Some(1),
+            .zip(out.chunks(width))
+            .map(|(&needed, vals)| Arrival {
+                arrived: reply::as_u64(&vals[0]).unwrap_or(0) as u32,
+                needed,
+                first_time: reply::as_u64(&vals[1]) == Some(1),
+                skipped: vals.get(2).and_then(reply::as_u64).unwrap_or(0) as u32,
             })
             .collect())
     }

@@ -3,11 +3,12 @@
 //! bucket counts are added (`HINCRBY`), minimums and maximums compared. Field names are
 //! `<histogram>:<stat>:<function>`, with histogram `x` (exec time), `c` (cold start) or `o`
 //! (output size), and stat `n` (count), `s` (sum), `lo` (min), `hi` (max) or `b<i>` (bucket
-//! i). `get_profile` is one `HGETALL`.
+//! i). Conditional edges are counted in fields `br:t:<task>` (taken) and `br:f:<task>` (not
+//! taken), `<task>` the id of the guarded task. `get_profile` is one `HGETALL`.
 
 use super::RedisStore;
 use super::scripts::SCRIPTS;
-use crate::profile::{DagProfile, FnProfile, Histogram};
+use crate::profile::{BranchCounts, DagProfile, FnProfile, Histogram};
 use crate::store::{ProfileStore, StoreResult};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ fn profile_key(dag_name: &str) -> String {
 }
 
 const HISTOGRAMS: [&str; 3] = ["x", "c", "o"];
+/// The field prefix of branch counters (not a histogram name).
+const BRANCH: &str = "br";
 
 fn histograms(p: &FnProfile) -> [&Histogram; 3] {
     [&p.exec_us, &p.cold_start_us, &p.output_bytes]
@@ -52,13 +55,23 @@ impl ProfileStore for RedisStore {
         let mut inv = SCRIPTS.merge_profile.prepare_invoke();
         inv.key(&key);
         let mut any = false;
-        for (func, p) in &delta {
+        let add = |v: u64| v.min(i64::MAX as u64);
+        for (task, b) in &delta.branches {
+            for (stat, v) in [("t", b.taken), ("f", b.not_taken)] {
+                if v > 0 {
+                    any = true;
+                    inv.arg("i")
+                        .arg(format!("{BRANCH}:{stat}:{task}"))
+                        .arg(add(v));
+                }
+            }
+        }
+        for (func, p) in &delta.functions {
             for (name, h) in HISTOGRAMS.iter().zip(histograms(p)) {
                 let Some(r) = HistRepr::of(h).filter(|r| r.count > 0) else {
                     continue;
                 };
                 any = true;
-                let add = |v: u64| v.min(i64::MAX as u64);
                 inv.arg("i")
                     .arg(format!("{name}:n:{func}"))
                     .arg(add(r.count));
@@ -94,12 +107,23 @@ impl ProfileStore for RedisStore {
         };
         let empty = HistRepr::of(&Histogram::default()).ok_or_else(|| corrupt(""))?;
         let mut reprs: HashMap<String, [HistRepr; 3]> = HashMap::new();
+        let mut branches: HashMap<String, BranchCounts> = HashMap::new();
         for (field, value) in &fields {
             let mut parts = field.splitn(3, ':');
             let (Some(h), Some(stat), Some(func)) = (parts.next(), parts.next(), parts.next())
             else {
                 return Err(corrupt(field));
             };
+            if h == BRANCH {
+                let v: u64 = value.parse().map_err(|_| corrupt(field))?;
+                let b = branches.entry(func.to_owned()).or_default();
+                match stat {
+                    "t" => b.taken = v,
+                    "f" => b.not_taken = v,
+                    _ => return Err(corrupt(field)),
+                }
+                continue;
+            }
             let which = HISTOGRAMS
                 .iter()
                 .position(|n| *n == h)
@@ -135,8 +159,9 @@ impl ProfileStore for RedisStore {
             for (slot, r) in histograms_mut(&mut p).into_iter().zip(rs) {
                 *slot = r.into_histogram().ok_or_else(|| corrupt(&func))?;
             }
-            out.insert(func, p);
+            out.functions.insert(func, p);
         }
+        out.branches.extend(branches);
         Ok(out)
     }
 }

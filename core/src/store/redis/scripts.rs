@@ -14,6 +14,7 @@ pub(super) struct Scripts {
     pub set_state: Script,
     pub delete_job: Script,
     pub fan_in: Script,
+    pub fan_in_flagged: Script,
     pub put_outputs: Script,
     pub append_events: Script,
     pub touch: Script,
@@ -26,6 +27,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     set_state: Script::new(SET_STATE),
     delete_job: Script::new(DELETE_JOB),
     fan_in: Script::new(FAN_IN),
+    fan_in_flagged: Script::new(FAN_IN_FLAGGED),
     put_outputs: Script::new(PUT_OUTPUTS),
     append_events: Script::new(APPEND_EVENTS),
     touch: Script::new(TOUCH),
@@ -85,6 +87,43 @@ for i = 2, #ARGV, 2 do
     out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], ARGV[i + 1]) or '0')
     out[#out + 1] = 0
   end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return out
+";
+
+/// As `FAN_IN`, for arrivals that say whether their parent was skipped (DESIGN §8).
+/// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child,
+/// skipped 0/1, needed) quads. A first-time skipped arrival also increments field
+/// `s<child>` of the counters hash, before the count, in this one script: the skip counts
+/// once, exactly like the arrival. Returns (arrived, first_time, skipped) triples; `skipped`
+/// is read only for the arrival that completes the set (0 otherwise, a lower bound).
+const FAN_IN_FLAGGED: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('UNKNOWN_JOB job is not in the store')
+end
+local out = {}
+for i = 2, #ARGV, 4 do
+  local child = ARGV[i + 1]
+  local skips = 0
+  local arrived, first
+  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
+    if ARGV[i + 2] == '1' then
+      skips = redis.call('HINCRBY', KEYS[3], 's' .. child, 1)
+    end
+    arrived = redis.call('HINCRBY', KEYS[3], child, 1)
+    first = 1
+  else
+    arrived = tonumber(redis.call('HGET', KEYS[3], child) or '0')
+    first = 0
+  end
+  if arrived == tonumber(ARGV[i + 3]) and skips == 0 then
+    skips = tonumber(redis.call('HGET', KEYS[3], 's' .. child) or '0')
+  end
+  out[#out + 1] = arrived
+  out[#out + 1] = first
+  out[#out + 1] = skips
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])

@@ -31,10 +31,10 @@ fn register_all_registers_exactly_the_builtins() {
         names,
         [
             "const", "identity", "add", "mul", "concat", "len", "blob", "sha256", "sleep", "spin",
-            "fail"
+            "fail", "eq", "lt", "gt", "get", "max_by"
         ]
     );
-    assert_eq!(r.len(), 11);
+    assert_eq!(r.len(), 16);
     let i = r.index_of("add").expect("add registered");
     assert_eq!(
         r.get(i).call(None, vec![Value::Int(2), Value::Int(3)]),
