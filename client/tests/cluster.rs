@@ -132,6 +132,7 @@ fn duplicated_invocations_count_each_dependency_once() {
             .iter()
             .map(|&task| Invocation {
                 job: job.clone(),
+                warm: Vec::new(),
                 starts: vec![Start {
                     task,
                     inputs: vec![],

@@ -122,3 +122,50 @@ fn a_gpu_job_without_a_gpu_is_rejected_at_submission() {
     let err = local.run(products(1)).unwrap_err().to_string();
     assert!(err.contains("p0") && err.contains("GPU"), "{err}");
 }
+
+/// `x → spin(1 s) → gpu_mlp → frobenius`, on a simulated GPU whose cold start takes ~0.2 s.
+fn late_gpu_task() -> DagSpec {
+    DagSpec::from_yaml_str(
+        "name: late-gpu\ntasks:\n  - {id: x, fn: matrix, args: [1, 256, 0]}\n  - {id: s, fn: spin, deps: [x], args: [1000]}\n  - {id: y, fn: gpu_mlp, deps: [s], resources: {gpu: 1}}\n  - {id: n, fn: frobenius, deps: [y]}\n",
+    )
+    .unwrap()
+}
+
+fn local_with_warmup(mode: rukong_engine::warmup::WarmupMode) -> Local {
+    let devices = discover(&DiscoverOptions {
+        cuda: false,
+        simulate: Some(SimulatedConfig::default()),
+    });
+    let mut config = LocalConfig {
+        slots: 2,
+        gpu: GpuConfig {
+            devices,
+            lanes: 2,
+            ..GpuConfig::default()
+        },
+        ..LocalConfig::default()
+    };
+    config.engine.warmup = mode;
+    Local::start(config).unwrap()
+}
+
+#[test]
+fn a_speculative_hint_warms_the_gpu_function_before_its_task() {
+    use rukong_engine::warmup::WarmupMode;
+    // Reactive: the GPU task pays its cold start; no hints.
+    let r = local_with_warmup(WarmupMode::Reactive)
+        .run(late_gpu_task())
+        .unwrap();
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert_eq!(r.stats.hints_issued, 0);
+    assert_eq!(r.stats.warm_hits, 0, "{:?}", r.stats);
+    // Speculative: the engine sends a hint for every function on the path at job start;
+    // the GPU executor builds gpu_mlp's state while `spin` runs, so the task finds it warm.
+    let local = local_with_warmup(WarmupMode::Speculative);
+    let s = local.run(late_gpu_task()).unwrap();
+    assert_eq!(s.state, JobState::Succeeded, "{s:?}");
+    assert_eq!(r.output("n"), s.output("n"));
+    assert!(s.stats.hints_issued >= 1, "{:?}", s.stats);
+    assert!(s.stats.hints_warmed >= 1, "{:?}", s.stats);
+    assert_eq!(s.stats.warm_hits, 1, "the GPU task ran warm: {:?}", s.stats);
+}

@@ -84,6 +84,10 @@ pub struct Start {
 pub struct Invocation {
     pub job: JobId,
     pub starts: Vec<Start>,
+    /// A warm-up hint instead of work: the functions whose warm state the slot should
+    /// build now (their `init`), before a task needs them. Empty for normal invocations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warm: Vec<String>,
 }
 
 /// What one invocation did, appended as a progress event.
@@ -111,6 +115,15 @@ pub struct WalkStats {
     /// are not counted in `tasks`.
     #[serde(default)]
     pub skipped: u64,
+    /// Warm-up hints the engine sent for this job.
+    #[serde(default)]
+    pub hints_issued: u32,
+    /// Hints that found their function cold and ran its `init` ahead of its task.
+    #[serde(default)]
+    pub hints_warmed: u32,
+    /// Hints that found their function already warm (a no-op).
+    #[serde(default)]
+    pub hints_noop: u32,
 }
 
 impl WalkStats {
@@ -124,6 +137,9 @@ impl WalkStats {
         self.proxy_fanouts += o.proxy_fanouts;
         self.warm_hits += o.warm_hits;
         self.bundled += o.bundled;
+        self.hints_issued += o.hints_issued;
+        self.hints_warmed += o.hints_warmed;
+        self.hints_noop += o.hints_noop;
         self.skipped += o.skipped;
     }
 }

@@ -235,6 +235,7 @@ async fn a_redis_that_goes_away_fails_calls_fast_and_comes_back() {
     // The queue's consumer group and pooled blocking connections recover too.
     let inv = Invocation {
         job: job.clone(),
+        warm: Vec::new(),
         starts: vec![Start {
             task: TaskIdx(0),
             inputs: Vec::new(),

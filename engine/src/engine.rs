@@ -21,6 +21,10 @@ pub struct EngineConfig {
     pub job: JobConfig,
     /// Whether any executor has a GPU (tasks with `resources.gpu` are rejected otherwise).
     pub gpu_available: bool,
+    /// Speculative warm-up of the functions on the most likely path (DESIGN §6):
+    /// `reactive` (none, the default), `speculative`, `jit`, or `oracle` (benchmarks).
+    pub warmup: crate::warmup::WarmupMode,
+    pub warmup_config: crate::warmup::WarmupConfig,
 }
 
 /// Why a submission was refused. `Invalid` is never retryable; `Store` follows
@@ -258,7 +262,16 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         let admission = self.admission().await?;
         let mut plan = self.prepare(spec, JobId::generate(), &admission)?;
         plan.config.trace = trace;
-        Ok(self.start(Arc::new(plan)).await?)
+        let plan = Arc::new(plan);
+        let job = self.start(plan.clone()).await?;
+        crate::hints::start_hints(
+            self.store.clone(),
+            plan,
+            self.config.warmup,
+            self.config.warmup_config.clone(),
+        )
+        .await;
+        Ok(job)
     }
 
     /// Stores a prepared plan and enqueues its sources, batched.
@@ -283,6 +296,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 .chunks(plan.config.chunk_size(list.len()))
                 .map(|g| Invocation {
                     job: job.clone(),
+                    warm: Vec::new(),
                     starts: g
                         .iter()
                         .map(|&task| Start {

@@ -15,6 +15,7 @@
 //!   and a deterministic simulator.
 
 pub mod engine;
+pub mod hints;
 pub mod http;
 pub mod service;
 pub mod tracker;

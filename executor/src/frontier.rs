@@ -538,6 +538,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             }));
             sends[ExecClass::Gpu as usize].push(Invocation {
                 job: plan.job.clone(),
+                warm: Vec::new(),
                 starts: vec![Start {
                     task: item.task,
                     inputs,
@@ -571,6 +572,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 list.chunks(plan.config.chunk_size(list.len()))
                     .map(|group| Invocation {
                         job: plan.job.clone(),
+                        warm: Vec::new(),
                         starts: group
                             .iter()
                             .map(|&task| Start {

@@ -115,6 +115,81 @@ pub enum Disposition {
     Retry,
 }
 
+/// The function's warm state on this slot, running its `init` first when it is cold. On a
+/// device slot a cold start (context, compile, upload: up to seconds) runs on the blocking
+/// pool, so that the device's other slots keep walking meanwhile.
+async fn warm_function(
+    registry: &Arc<crate::functions::Registry>,
+    slot: &mut SlotState,
+    f: usize,
+) -> Result<(Option<crate::functions::WarmState>, crate::run::ColdStart), crate::functions::FnError>
+{
+    if slot.warm.device().is_none() || slot.warm.is_warm(f) {
+        return slot.warm.get_or_init(registry, f, slot.index);
+    }
+    let mut warm = std::mem::take(&mut slot.warm);
+    let reg = registry.clone();
+    let index = slot.index;
+    match tokio::task::spawn_blocking(move || {
+        let r = warm.get_or_init(&reg, f, index);
+        (warm, r)
+    })
+    .await
+    {
+        Ok((warm, r)) => {
+            slot.warm = warm;
+            r
+        }
+        Err(e) => Err(crate::functions::FnError::new(format!(
+            "init was lost: {e}"
+        ))),
+    }
+}
+
+/// A warm-up hint (DESIGN §6): build each named function's warm state now, unless it is
+/// warm already, and report it in the job's stats. Unknown names and failing `init`s are
+/// logged and skipped: a hint is advice, never a reason to fail a job.
+async fn run_hint<S: Store, P: Proxy>(
+    svc: &Services<S, P>,
+    slot: &mut SlotState,
+    job: &JobId,
+    names: &[String],
+) -> Disposition {
+    match svc.store.job_state(job).await {
+        Ok(JobState::Running) => {}
+        _ => return Disposition::Ack,
+    }
+    let mut stats = WalkStats::default();
+    for name in names {
+        let Some(f) = svc.registry.index_of(name) else {
+            tracing::warn!(%job, function = %name, "warm-up hint for a function this executor does not have");
+            continue;
+        };
+        if slot.warm.is_warm(f) {
+            stats.hints_noop += 1;
+            continue;
+        }
+        match warm_function(&svc.registry, slot, f).await {
+            Ok((_, cold)) if cold.happened => {
+                stats.hints_warmed += 1;
+                stats.init_us += cold.init.as_micros() as u64;
+            }
+            Ok(_) => stats.hints_noop += 1,
+            Err(e) => {
+                tracing::warn!(%job, function = %name, error = %e, "warm-up hint: init failed")
+            }
+        }
+    }
+    if let Err(e) = svc
+        .store
+        .append_events(job, vec![Event::Progress(stats)])
+        .await
+    {
+        tracing::debug!(%job, error = %e, "could not record a warm-up hint");
+    }
+    Disposition::Ack
+}
+
 /// The queue class a task's invocation goes to.
 pub fn class_of(plan: &JobPlan, t: TaskIdx) -> ExecClass {
     match plan.dag.extras(t).and_then(|e| e.resources.as_ref()) {
@@ -132,6 +207,9 @@ pub async fn run_invocation<S: Store, P: Proxy>(
     deliveries: u32,
 ) -> Disposition {
     let job = inv.job.clone();
+    if !inv.warm.is_empty() {
+        return run_hint(svc, slot, &job, &inv.warm).await;
+    }
     let ctx = match job_ctx(svc, slot, &job).await {
         Ok(Some(ctx)) => ctx,
         Ok(None) => return Disposition::Ack,
@@ -466,29 +544,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             self.profile
                 .resize_with(dag.funcs().len(), FnProfile::default);
         }
-        let warmed = if self.slot.warm.device().is_some() && !self.slot.warm.is_warm(f) {
-            // A device's cold start (context, compile, upload) takes up to seconds: run it
-            // on the blocking pool, so the device's other slots keep walking meanwhile.
-            let mut warm = std::mem::take(&mut self.slot.warm);
-            let reg = self.svc.registry.clone();
-            let index = self.slot.index;
-            let joined = tokio::task::spawn_blocking(move || {
-                let r = warm.get_or_init(&reg, f, index);
-                (warm, r)
-            })
-            .await;
-            match joined {
-                Ok((warm, r)) => {
-                    self.slot.warm = warm;
-                    r
-                }
-                Err(e) => Err(crate::functions::FnError::new(format!(
-                    "init was lost: {e}"
-                ))),
-            }
-        } else {
-            self.slot.warm.get_or_init(registry, f, self.slot.index)
-        };
+        let warmed = warm_function(&self.svc.registry, self.slot, f).await;
         let (state, cold) = warmed.map_err(|e| WalkError::Task {
             task: t,
             attempts: 1,

@@ -55,6 +55,7 @@ pub fn pack(
         .chunks(config.chunk_size(ready.len()))
         .map(|group| Invocation {
             job: job.clone(),
+            warm: Vec::new(),
             starts: group
                 .iter()
                 .map(|&task| Start {

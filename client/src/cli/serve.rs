@@ -92,6 +92,8 @@ pub async fn run_engine(s: Settings) -> Result<(), BoxError> {
             ..JobConfig::default()
         },
         gpu_available: false,
+        warmup: s.engine.warmup,
+        ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::with_live_executors(store, proxy, config));
     let svc = JobService::new(

@@ -64,6 +64,9 @@ pub struct EngineSettings {
     /// F.
     pub proxy_fanout: u32,
     pub max_tasks: usize,
+    /// Speculative warm-up of the functions on the most likely path: reactive (none),
+    /// speculative, jit or oracle.
+    pub warmup: rukong_engine::warmup::WarmupMode,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -114,6 +117,7 @@ impl Default for EngineSettings {
             inline_limit: 64 * 1024,
             proxy_fanout: 10,
             max_tasks: 10_000_000,
+            warmup: Default::default(),
         }
     }
 }

@@ -270,6 +270,7 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
         ),
         ("RUKONG_INSECURE".into(), s.insecure.to_string()),
         ("RUKONG_GPU__DEVICE".into(), s.gpu.device.clone()),
+        ("RUKONG_ENGINE__WARMUP".into(), s.engine.warmup.to_string()),
         ("RUKONG_GPU__LANES".into(), s.gpu.lanes.to_string()),
     ];
     if let Some(t) = &s.token {

@@ -406,6 +406,7 @@ pub async fn objects<S: Store>(s: &S) {
 fn inv(job: &JobId, task: u32) -> Invocation {
     Invocation {
         job: job.clone(),
+        warm: Vec::new(),
         starts: vec![Start {
             task: TaskIdx(task),
             inputs: Vec::new(),

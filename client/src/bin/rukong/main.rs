@@ -175,6 +175,10 @@ struct RunArgs {
     /// Executor slots (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     slots: Option<u32>,
+    /// Speculative warm-up of the functions on the most likely path (embedded mode; a
+    /// cluster uses engine.warmup): reactive (default), speculative, jit or oracle.
+    #[arg(long, default_value = "reactive")]
+    warmup: rukong_engine::warmup::WarmupMode,
     /// Embedded mode's GPU: off (default), simulated (a simulated GPU, the default model),
     /// cuda (every NVIDIA GPU; needs the cuda build) or auto (CUDA when found).
     #[arg(long, default_value = "off")]
@@ -547,6 +551,7 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(limit) = args.inline_limit {
         config.engine.job.inline_limit = limit;
     }
+    config.engine.warmup = args.warmup;
     let gpu = rukong_client::cli::gpu::GpuSettings {
         device: args.gpu.clone(),
         ..Default::default()
