@@ -28,6 +28,9 @@ pub fn stats_json(r: &JobReport, slots: usize) -> J {
         "warm_hits": s.warm_hits,
         "bundled": s.bundled,
         "skipped": s.skipped,
+        "hints_issued": s.hints_issued,
+        "hints_warmed": s.hints_warmed,
+        "hints_noop": s.hints_noop,
     })
 }
 

@@ -286,6 +286,8 @@ async fn status<S: Store, P: Proxy>(
             "objects_put": s.objects_put, "object_bytes": s.object_bytes,
             "invocations_sent": s.invocations_sent, "proxy_fanouts": s.proxy_fanouts,
             "warm_hits": s.warm_hits, "bundled": s.bundled, "skipped": s.skipped,
+            "hints_issued": s.hints_issued, "hints_warmed": s.hints_warmed,
+            "hints_noop": s.hints_noop,
         },
     });
     if let JobState::Failed { task, error } = &st.state {
