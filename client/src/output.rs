@@ -31,6 +31,10 @@ pub fn stats_json(r: &JobReport, slots: usize) -> J {
         "hints_issued": s.hints_issued,
         "hints_warmed": s.hints_warmed,
         "hints_noop": s.hints_noop,
+        "hints_used": s.hints_used,
+        "hints_wasted": s.hints_wasted,
+        "hints_cancelled": s.hints_cancelled,
+        "replans": s.replans,
     })
 }
 

@@ -133,6 +133,8 @@ fn duplicated_invocations_count_each_dependency_once() {
             .map(|&task| Invocation {
                 job: job.clone(),
                 warm: Vec::new(),
+                warm_ttl_ms: 0,
+                release: Vec::new(),
                 starts: vec![Start {
                     task,
                     inputs: vec![],

@@ -169,3 +169,36 @@ fn a_speculative_hint_warms_the_gpu_function_before_its_task() {
     assert!(s.stats.hints_warmed >= 1, "{:?}", s.stats);
     assert_eq!(s.stats.warm_hits, 1, "the GPU task ran warm: {:?}", s.stats);
 }
+
+/// Two guarded branches off `flag`: `flag = 1` runs `ga → a = gpu_mlp`, `flag = 2` runs
+/// `gb → b = gpu_matmul`; each branch first spins 600 ms on the CPU.
+fn branchy(flag: i64) -> DagSpec {
+    DagSpec::from_yaml_str(&format!(
+        "name: branchy\ntasks:\n  - {{id: x, fn: matrix, args: [1, 256, 0]}}\n  - {{id: w, fn: matrix, args: [256, 8, 1]}}\n  - {{id: flag, fn: const, args: [{flag}]}}\n  - {{id: ga, fn: spin, deps: [x, flag], args: [600], guard: {{dep: flag, equals: 1}}}}\n  - {{id: a, fn: gpu_mlp, deps: [ga], resources: {{gpu: 1}}}}\n  - {{id: gb, fn: spin, deps: [x, flag], args: [600], guard: {{dep: flag, equals: 2}}}}\n  - {{id: b, fn: gpu_matmul, deps: [gb, w], resources: {{gpu: 1}}}}\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_branch_against_the_prediction_re_plans_the_hints() {
+    use rukong_engine::warmup::WarmupMode;
+    let local = local_with_warmup(WarmupMode::Jit);
+    // Teach the profile that branch a is taken.
+    for _ in 0..4 {
+        let r = local.run(branchy(1)).unwrap();
+        assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+        assert!(r.is_skipped("b"));
+    }
+    // Now branch b: the outcomes contradict the prediction (ga not taken, then gb taken:
+    // one re-plan each at most), and b's function is warm by the time its task arrives.
+    let r = local.run(branchy(2)).unwrap();
+    assert_eq!(r.state, JobState::Succeeded, "{r:?}");
+    assert!(r.is_skipped("a") && !r.is_skipped("b"));
+    assert!((1..=2).contains(&r.stats.replans), "{:?}", r.stats);
+    assert_eq!(r.stats.warm_hits, 1, "b ran warm: {:?}", r.stats);
+    assert!(r.stats.cold_starts <= 1, "{:?}", r.stats);
+    // The reactive mode never re-plans.
+    let reactive = local_with_warmup(WarmupMode::Reactive);
+    let r = reactive.run(branchy(2)).unwrap();
+    assert_eq!((r.stats.replans, r.stats.hints_issued), (0, 0));
+}

@@ -88,6 +88,36 @@ pub struct Invocation {
     /// build now (their `init`), before a task needs them. Empty for normal invocations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warm: Vec<String>,
+    /// With `warm`: drop that warm state again if no task used it within this many ms
+    /// (0: keep it, like any warm state).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warm_ttl_ms: u64,
+    /// A release of earlier hints (a re-plan left their tasks off the predicted path): drop
+    /// these functions' warm state unless a task has used it since it was warmed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Invocation {
+    /// Work: walk from `starts`.
+    pub fn new(job: JobId, starts: Vec<Start>) -> Self {
+        Invocation {
+            job,
+            starts,
+            warm: Vec::new(),
+            warm_ttl_ms: 0,
+            release: Vec::new(),
+        }
+    }
+
+    /// Whether this is a warm-up hint or release rather than work.
+    pub fn is_hint(&self) -> bool {
+        !self.warm.is_empty() || !self.release.is_empty()
+    }
 }
 
 /// What one invocation did, appended as a progress event.
@@ -124,6 +154,18 @@ pub struct WalkStats {
     /// Hints that found their function already warm (a no-op).
     #[serde(default)]
     pub hints_noop: u32,
+    /// Hinted warm states that a task used before their TTL.
+    #[serde(default)]
+    pub hints_used: u32,
+    /// Hinted warm states dropped unused at their TTL, or released by a re-plan.
+    #[serde(default)]
+    pub hints_wasted: u32,
+    /// Planned hints a re-plan cancelled before they were sent.
+    #[serde(default)]
+    pub hints_cancelled: u32,
+    /// Re-plans: branch outcomes that contradicted the predicted path.
+    #[serde(default)]
+    pub replans: u32,
 }
 
 impl WalkStats {
@@ -140,6 +182,10 @@ impl WalkStats {
         self.hints_issued += o.hints_issued;
         self.hints_warmed += o.hints_warmed;
         self.hints_noop += o.hints_noop;
+        self.hints_used += o.hints_used;
+        self.hints_wasted += o.hints_wasted;
+        self.hints_cancelled += o.hints_cancelled;
+        self.replans += o.replans;
         self.skipped += o.skipped;
     }
 }
@@ -198,6 +244,9 @@ pub enum Event {
     },
     /// One invocation's work, for progress and stats.
     Progress(WalkStats),
+    /// Guards evaluated (DESIGN §8): `(guarded task, whether it passed)`, so that the
+    /// engine can re-plan warm-ups when a branch goes against the prediction.
+    Branches { outcomes: Vec<(TaskIdx, bool)> },
     /// The spans one slot ran (traced jobs only).
     Trace { slot: String, spans: Vec<Span> },
 }

@@ -20,6 +20,10 @@ pub struct JobConfig {
     /// Record a span per task (for timelines); off by default, and free when off.
     #[serde(default)]
     pub trace: bool,
+    /// Report guard outcomes as soon as they are known (`Event::Branches`), for the
+    /// engine's warm-up re-planning; set when the job has a warm-up mode.
+    #[serde(default)]
+    pub report_branches: bool,
 }
 
 impl Default for JobConfig {
@@ -30,6 +34,7 @@ impl Default for JobConfig {
             max_starts_per_invocation: 256,
             slots_hint: 2,
             trace: false,
+            report_branches: false,
         }
     }
 }

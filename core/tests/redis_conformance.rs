@@ -236,6 +236,8 @@ async fn a_redis_that_goes_away_fails_calls_fast_and_comes_back() {
     let inv = Invocation {
         job: job.clone(),
         warm: Vec::new(),
+        warm_ttl_ms: 0,
+        release: Vec::new(),
         starts: vec![Start {
             task: TaskIdx(0),
             inputs: Vec::new(),

@@ -262,6 +262,8 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         let admission = self.admission().await?;
         let mut plan = self.prepare(spec, JobId::generate(), &admission)?;
         plan.config.trace = trace;
+        plan.config.report_branches =
+            self.config.warmup != crate::warmup::WarmupMode::Reactive && plan.dag.has_guards();
         let plan = Arc::new(plan);
         let job = self.start(plan.clone()).await?;
         crate::hints::start_hints(
@@ -297,6 +299,8 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 .map(|g| Invocation {
                     job: job.clone(),
                     warm: Vec::new(),
+                    warm_ttl_ms: 0,
+                    release: Vec::new(),
                     starts: g
                         .iter()
                         .map(|&task| Start {

@@ -287,7 +287,9 @@ async fn status<S: Store, P: Proxy>(
             "invocations_sent": s.invocations_sent, "proxy_fanouts": s.proxy_fanouts,
             "warm_hits": s.warm_hits, "bundled": s.bundled, "skipped": s.skipped,
             "hints_issued": s.hints_issued, "hints_warmed": s.hints_warmed,
-            "hints_noop": s.hints_noop,
+            "hints_noop": s.hints_noop, "hints_used": s.hints_used,
+            "hints_wasted": s.hints_wasted, "hints_cancelled": s.hints_cancelled,
+            "replans": s.replans,
         },
     });
     if let JobState::Failed { task, error } = &st.state {

@@ -53,6 +53,8 @@ impl JobTracker {
                 }
             }
             Event::Progress(s) => self.stats.merge(&s),
+            // For warm-up re-planning (the engine's hint sender follows them itself).
+            Event::Branches { .. } => {}
             Event::Trace { slot, spans } => {
                 if self.spanned.is_empty() {
                     self.spanned = vec![false; self.plan.dag.len()];

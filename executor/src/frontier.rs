@@ -175,6 +175,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         let plan = self.plan.clone();
         let dag = &plan.dag;
         let guarded = dag.has_guards();
+        let branches_before = self.branches.len();
         let mut missing: Vec<TaskIdx> = Vec::new();
         for item in frontier.iter() {
             if item.skip {
@@ -266,6 +267,19 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             }
             inputs.extend(args.iter().cloned());
             all.push(Some(inputs));
+        }
+        if plan.config.report_branches && self.branches.len() > branches_before {
+            // The engine re-plans its warm-up hints on these; they cannot wait for the end
+            // of the walk.
+            let outcomes = self.branches[branches_before..].to_vec();
+            if let Err(e) = self
+                .svc
+                .store
+                .append_events(&plan.job, vec![Event::Branches { outcomes }])
+                .await
+            {
+                tracing::debug!(job = %plan.job, error = %e, "could not report branch outcomes");
+            }
         }
         Ok(all)
     }
@@ -539,6 +553,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             sends[ExecClass::Gpu as usize].push(Invocation {
                 job: plan.job.clone(),
                 warm: Vec::new(),
+                warm_ttl_ms: 0,
+                release: Vec::new(),
                 starts: vec![Start {
                     task: item.task,
                     inputs,
@@ -573,6 +589,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                     .map(|group| Invocation {
                         job: plan.job.clone(),
                         warm: Vec::new(),
+                        warm_ttl_ms: 0,
+                        release: Vec::new(),
                         starts: group
                             .iter()
                             .map(|&task| Start {

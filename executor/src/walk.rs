@@ -147,20 +147,22 @@ async fn warm_function(
 }
 
 /// A warm-up hint (DESIGN §6): build each named function's warm state now, unless it is
-/// warm already, and report it in the job's stats. Unknown names and failing `init`s are
-/// logged and skipped: a hint is advice, never a reason to fail a job.
+/// warm already; on a device, drop it again at the hint's TTL if no task used it. A release
+/// drops the named warm states that no task has used. Both report in the job's stats.
+/// Unknown names and failing `init`s are logged and skipped: a hint is advice, never a
+/// reason to fail a job.
 async fn run_hint<S: Store, P: Proxy>(
     svc: &Services<S, P>,
     slot: &mut SlotState,
-    job: &JobId,
-    names: &[String],
+    inv: &Invocation,
 ) -> Disposition {
+    let job = &inv.job;
     match svc.store.job_state(job).await {
         Ok(JobState::Running) => {}
         _ => return Disposition::Ack,
     }
     let mut stats = WalkStats::default();
-    for name in names {
+    for name in &inv.warm {
         let Some(f) = svc.registry.index_of(name) else {
             tracing::warn!(%job, function = %name, "warm-up hint for a function this executor does not have");
             continue;
@@ -173,10 +175,29 @@ async fn run_hint<S: Store, P: Proxy>(
             Ok((_, cold)) if cold.happened => {
                 stats.hints_warmed += 1;
                 stats.init_us += cold.init.as_micros() as u64;
+                if let Some(cache) = slot.warm.device_cache() {
+                    cache.mark_hinted(name);
+                }
+                if let (Some(cache), true) = (slot.warm.device_cache(), inv.warm_ttl_ms > 0) {
+                    expire_unused(
+                        svc.store.clone(),
+                        cache.clone(),
+                        job.clone(),
+                        name.clone(),
+                        Duration::from_millis(inv.warm_ttl_ms),
+                    );
+                }
             }
             Ok(_) => stats.hints_noop += 1,
             Err(e) => {
                 tracing::warn!(%job, function = %name, error = %e, "warm-up hint: init failed")
+            }
+        }
+    }
+    if let Some(cache) = slot.warm.device_cache() {
+        for name in &inv.release {
+            if cache.evict_if_unused(name) == Some(true) {
+                stats.hints_wasted += 1;
             }
         }
     }
@@ -188,6 +209,32 @@ async fn run_hint<S: Store, P: Proxy>(
         tracing::debug!(%job, error = %e, "could not record a warm-up hint");
     }
     Disposition::Ack
+}
+
+/// At `ttl`, drops the hinted warm state of `name` unless a task has used it, and counts the
+/// hint as wasted if so (a task that uses it counts it as used).
+fn expire_unused<S: Store>(
+    store: Arc<S>,
+    cache: Arc<crate::device::DeviceCache>,
+    job: JobId,
+    name: String,
+    ttl: Duration,
+) {
+    tokio::spawn(async move {
+        tokio::time::sleep(ttl).await;
+        let mut stats = WalkStats::default();
+        match cache.evict_if_unused(&name) {
+            Some(true) => stats.hints_wasted += 1,
+            // Used (counted by the task), or evicted meanwhile (LRU, or a release).
+            Some(false) | None => return,
+        }
+        if let Err(e) = store
+            .append_events(&job, vec![Event::Progress(stats)])
+            .await
+        {
+            tracing::debug!(%job, error = %e, "could not record a hint's outcome");
+        }
+    });
 }
 
 /// The queue class a task's invocation goes to.
@@ -207,8 +254,8 @@ pub async fn run_invocation<S: Store, P: Proxy>(
     deliveries: u32,
 ) -> Disposition {
     let job = inv.job.clone();
-    if !inv.warm.is_empty() {
-        return run_hint(svc, slot, &job, &inv.warm).await;
+    if inv.is_hint() {
+        return run_hint(svc, slot, &inv).await;
     }
     let ctx = match job_ctx(svc, slot, &job).await {
         Ok(Some(ctx)) => ctx,
@@ -557,6 +604,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             .then(|| unix_us().saturating_sub(cold.init.as_micros() as u64));
         if !cold.happened && self.slot.bundler.is_some() {
             self.stats.warm_hits += 1;
+            if let Some(cache) = self.slot.warm.device_cache()
+                && cache.take_hinted(registry.name(f))
+            {
+                self.stats.hints_used += 1;
+            }
         }
         if cold.happened {
             let us = cold.init.as_micros() as u64;
@@ -662,13 +714,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         if self.stats.tasks > 0 || self.stats.skipped > 0 {
             events.push(Event::Progress(std::mem::take(&mut self.stats)));
         }
+        let branches = std::mem::take(&mut self.branches);
         if let Err(e) = self.svc.store.append_events(&job, events).await
             && !matches!(e, StoreError::UnknownJob(_))
         {
             tracing::error!(%job, error = %e, "could not append events");
         }
         // Branch outcomes (DESIGN §8) travel with the function timings, in one call.
-        let branches = std::mem::take(&mut self.branches);
         let mut profile: DagProfile = self
             .plan
             .dag

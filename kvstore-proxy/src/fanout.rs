@@ -56,6 +56,8 @@ pub fn pack(
         .map(|group| Invocation {
             job: job.clone(),
             warm: Vec::new(),
+            warm_ttl_ms: 0,
+            release: Vec::new(),
             starts: group
                 .iter()
                 .map(|&task| Start {

@@ -407,6 +407,8 @@ fn inv(job: &JobId, task: u32) -> Invocation {
     Invocation {
         job: job.clone(),
         warm: Vec::new(),
+        warm_ttl_ms: 0,
+        release: Vec::new(),
         starts: vec![Start {
             task: TaskIdx(task),
             inputs: Vec::new(),

@@ -77,6 +77,10 @@ struct Entry {
     state: Option<WarmState>,
     bytes: u64,
     last_used: u64,
+    /// Calls that found it warm since it was loaded.
+    uses: u64,
+    /// Loaded by a warm-up hint, and no task has used it yet.
+    hinted: bool,
 }
 
 struct Inner {
@@ -233,6 +237,32 @@ impl DeviceCache {
         self.lock().entries.contains_key(key)
     }
 
+    /// Marks `key` as loaded by a warm-up hint (see [`DeviceCache::take_hinted`]).
+    pub fn mark_hinted(&self, key: &str) {
+        if let Some(e) = self.lock().entries.get_mut(key) {
+            e.hinted = true;
+        }
+    }
+
+    /// Whether `key` was loaded by a hint and this is its first use since (true once).
+    pub fn take_hinted(&self, key: &str) -> bool {
+        self.lock()
+            .entries
+            .get_mut(key)
+            .is_some_and(|e| std::mem::take(&mut e.hinted))
+    }
+
+    /// For a speculative warm-up that expired or was released: drops `key` unless a call
+    /// has found it warm since it was loaded. `Some(true)`: dropped unused; `Some(false)`:
+    /// kept (it was used); `None`: not cached.
+    pub fn evict_if_unused(&self, key: &str) -> Option<bool> {
+        let used = self.lock().entries.get(key)?.uses > 0;
+        if used {
+            return Some(false);
+        }
+        Some(self.evict(key).is_some())
+    }
+
     /// Drops `key`; returns the bytes it held (`None` if it was not cached).
     pub fn evict(&self, key: &str) -> Option<u64> {
         let mut g = self.lock();
@@ -280,6 +310,7 @@ impl Inner {
         let now = self.clock;
         let e = self.entries.get_mut(key)?;
         e.last_used = now;
+        e.uses += 1;
         Some(e.state.clone())
     }
 
@@ -321,6 +352,8 @@ impl Inner {
                 state,
                 bytes,
                 last_used: self.clock,
+                uses: 0,
+                hinted: false,
             },
         );
     }
