@@ -103,4 +103,10 @@ impl TaskBuilder<'_> {
         self.task.timeout_ms = Some(ms);
         self
     }
+
+    /// Asks for `n` GPUs: the task runs on a GPU executor.
+    pub fn gpu(self, n: u32) -> Self {
+        self.task.resources = Some(rukong_core::dag::Resources { gpu: n });
+        self
+    }
 }
