@@ -35,6 +35,8 @@ pub fn stats_json(r: &JobReport, slots: usize) -> J {
         "hints_wasted": s.hints_wasted,
         "hints_cancelled": s.hints_cancelled,
         "replans": s.replans,
+        "hint_init_us": s.hint_init_us,
+        "warm_idle_us": s.warm_idle_us,
     })
 }
 

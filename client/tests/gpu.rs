@@ -168,6 +168,16 @@ fn a_speculative_hint_warms_the_gpu_function_before_its_task() {
     assert!(s.stats.hints_issued >= 1, "{:?}", s.stats);
     assert!(s.stats.hints_warmed >= 1, "{:?}", s.stats);
     assert_eq!(s.stats.warm_hits, 1, "the GPU task ran warm: {:?}", s.stats);
+    assert_eq!(s.stats.hints_used, 1, "{:?}", s.stats);
+    // C_r: the hinted state waited, warm, for the spin to end; C_d: the GPU task paid no
+    // cold start, where the reactive run paid the device's whole ladder.
+    assert!(s.stats.warm_idle_us > 0, "{:?}", s.stats);
+    assert!(
+        s.stats.init_us < r.stats.init_us,
+        "{:?} vs {:?}",
+        s.stats,
+        r.stats
+    );
 }
 
 /// Two guarded branches off `flag`: `flag = 1` runs `ga → a = gpu_mlp`, `flag = 2` runs

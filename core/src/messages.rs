@@ -166,6 +166,14 @@ pub struct WalkStats {
     /// Re-plans: branch outcomes that contradicted the predicted path.
     #[serde(default)]
     pub replans: u32,
+    /// `init` time that warm-up hints ran ahead of tasks, µs (tasks' own cold starts are
+    /// `init_us`: the cold-start delay, C_d).
+    #[serde(default)]
+    pub hint_init_us: u64,
+    /// C_r: warm time that hinted states were held before their first use, or until they
+    /// were dropped unused, µs (device executors).
+    #[serde(default)]
+    pub warm_idle_us: u64,
 }
 
 impl WalkStats {
@@ -186,6 +194,8 @@ impl WalkStats {
         self.hints_wasted += o.hints_wasted;
         self.hints_cancelled += o.hints_cancelled;
         self.replans += o.replans;
+        self.hint_init_us += o.hint_init_us;
+        self.warm_idle_us += o.warm_idle_us;
         self.skipped += o.skipped;
     }
 }

@@ -289,7 +289,8 @@ async fn status<S: Store, P: Proxy>(
             "hints_issued": s.hints_issued, "hints_warmed": s.hints_warmed,
             "hints_noop": s.hints_noop, "hints_used": s.hints_used,
             "hints_wasted": s.hints_wasted, "hints_cancelled": s.hints_cancelled,
-            "replans": s.replans,
+            "replans": s.replans, "hint_init_us": s.hint_init_us,
+            "warm_idle_us": s.warm_idle_us,
         },
     });
     if let JobState::Failed { task, error } = &st.state {
@@ -420,6 +421,28 @@ async fn metrics<S: Store, P: Proxy>(State(svc): State<Svc<S, P>>) -> Response {
         "counter",
         "Calls on device slots that found their warm state resident, in finished jobs.",
         &[("", load(&c.warm_hits))],
+    );
+    metric(
+        "rukong_cold_start_delay_microseconds_total",
+        "counter",
+        "C_d: time tasks waited for an init (their own cold starts), in finished jobs.",
+        &[("", load(&c.init_us))],
+    );
+    metric(
+        "rukong_warmup_hints_total",
+        "counter",
+        "Warm-up hints in finished jobs: issued by the engine, used by a task, or dropped unused.",
+        &[
+            ("{outcome=\"issued\"}", load(&c.hints_issued)),
+            ("{outcome=\"used\"}", load(&c.hints_used)),
+            ("{outcome=\"wasted\"}", load(&c.hints_wasted)),
+        ],
+    );
+    metric(
+        "rukong_warm_idle_microseconds_total",
+        "counter",
+        "C_r: warm time hinted states were held before first use or until dropped, in finished jobs.",
+        &[("", load(&c.warm_idle_us))],
     );
     metric(
         "rukong_bundled_tasks_total",

@@ -81,6 +81,11 @@ pub struct Counters {
     pub cold_starts: AtomicU64,
     pub warm_hits: AtomicU64,
     pub bundled: AtomicU64,
+    pub init_us: AtomicU64,
+    pub hints_issued: AtomicU64,
+    pub hints_used: AtomicU64,
+    pub hints_wasted: AtomicU64,
+    pub warm_idle_us: AtomicU64,
 }
 
 pub struct JobService<S, P> {

@@ -174,7 +174,7 @@ async fn run_hint<S: Store, P: Proxy>(
         match warm_function(&svc.registry, slot, f).await {
             Ok((_, cold)) if cold.happened => {
                 stats.hints_warmed += 1;
-                stats.init_us += cold.init.as_micros() as u64;
+                stats.hint_init_us += cold.init.as_micros() as u64;
                 if let Some(cache) = slot.warm.device_cache() {
                     cache.mark_hinted(name);
                 }
@@ -196,8 +196,10 @@ async fn run_hint<S: Store, P: Proxy>(
     }
     if let Some(cache) = slot.warm.device_cache() {
         for name in &inv.release {
+            let idle = cache.hinted_for(name);
             if cache.evict_if_unused(name) == Some(true) {
                 stats.hints_wasted += 1;
+                stats.warm_idle_us += idle.map_or(0, |d| d.as_micros() as u64);
             }
         }
     }
@@ -223,8 +225,12 @@ fn expire_unused<S: Store>(
     tokio::spawn(async move {
         tokio::time::sleep(ttl).await;
         let mut stats = WalkStats::default();
+        let idle = cache.hinted_for(&name);
         match cache.evict_if_unused(&name) {
-            Some(true) => stats.hints_wasted += 1,
+            Some(true) => {
+                stats.hints_wasted += 1;
+                stats.warm_idle_us += idle.map_or(0, |d| d.as_micros() as u64);
+            }
             // Used (counted by the task), or evicted meanwhile (LRU, or a release).
             Some(false) | None => return,
         }
@@ -605,9 +611,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         if !cold.happened && self.slot.bundler.is_some() {
             self.stats.warm_hits += 1;
             if let Some(cache) = self.slot.warm.device_cache()
-                && cache.take_hinted(registry.name(f))
+                && let Some(idle) = cache.take_hinted(registry.name(f))
             {
                 self.stats.hints_used += 1;
+                self.stats.warm_idle_us += idle.as_micros() as u64;
             }
         }
         if cold.happened {

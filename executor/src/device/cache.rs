@@ -79,8 +79,8 @@ struct Entry {
     last_used: u64,
     /// Calls that found it warm since it was loaded.
     uses: u64,
-    /// Loaded by a warm-up hint, and no task has used it yet.
-    hinted: bool,
+    /// Loaded by a warm-up hint (when), and no task has used it yet.
+    hinted: Option<Instant>,
 }
 
 struct Inner {
@@ -237,19 +237,30 @@ impl DeviceCache {
         self.lock().entries.contains_key(key)
     }
 
-    /// Marks `key` as loaded by a warm-up hint (see [`DeviceCache::take_hinted`]).
+    /// Marks `key` as loaded by a warm-up hint, now (see [`DeviceCache::take_hinted`]).
     pub fn mark_hinted(&self, key: &str) {
         if let Some(e) = self.lock().entries.get_mut(key) {
-            e.hinted = true;
+            e.hinted = Some(Instant::now());
         }
     }
 
-    /// Whether `key` was loaded by a hint and this is its first use since (true once).
-    pub fn take_hinted(&self, key: &str) -> bool {
+    /// If `key` was loaded by a hint and this is its first use since: how long it was held
+    /// warm, unused (once; `None` afterwards, and for states no hint loaded).
+    pub fn take_hinted(&self, key: &str) -> Option<Duration> {
         self.lock()
             .entries
             .get_mut(key)
-            .is_some_and(|e| std::mem::take(&mut e.hinted))
+            .and_then(|e| e.hinted.take())
+            .map(|t| t.elapsed())
+    }
+
+    /// How long ago a hint loaded `key`, while no task has used it.
+    pub fn hinted_for(&self, key: &str) -> Option<Duration> {
+        self.lock()
+            .entries
+            .get(key)
+            .and_then(|e| e.hinted)
+            .map(|t| t.elapsed())
     }
 
     /// For a speculative warm-up that expired or was released: drops `key` unless a call
@@ -353,7 +364,7 @@ impl Inner {
                 bytes,
                 last_used: self.clock,
                 uses: 0,
-                hinted: false,
+                hinted: None,
             },
         );
     }
