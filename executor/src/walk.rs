@@ -619,9 +619,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         }
         if cold.happened {
             let us = cold.init.as_micros() as u64;
-            self.stats.cold_starts += 1;
+            // A slot that waited for another slot's `init` of the same function (a shared
+            // device cache) paid the delay, but did not start the function cold itself.
+            if !cold.joined {
+                self.stats.cold_starts += 1;
+                self.profile[fi].cold_start_us.record(us);
+            }
             self.stats.init_us += us;
-            self.profile[fi].cold_start_us.record(us);
         }
         let (retries, timeout) = match dag.extras(t) {
             Some(e) => (e.retries, e.timeout_ms.map(Duration::from_millis)),
