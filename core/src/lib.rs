@@ -17,6 +17,7 @@
 //! - [`proxy`]: the KV-store proxy's interface.
 //! - [`profile`]: profiles: histograms per function, branch counts per conditional edge.
 //! - [`mlp`]: the most-likely-path predictor (pure).
+//! - [`rng`]: SplitMix64, the seeded generator of the simulators and workloads.
 //! - [`error`]: one error enum per concern.
 
 pub mod dag;
@@ -27,6 +28,7 @@ pub mod mlp;
 pub mod plan;
 pub mod profile;
 pub mod proxy;
+pub mod rng;
 pub mod schedule;
 pub mod store;
 #[cfg(feature = "test-util")]

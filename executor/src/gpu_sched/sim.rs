@@ -23,34 +23,7 @@
 
 use super::policy::{GpuFn, GpuPolicy, Micros, Pending, Pick, SchedConfig, SlotView, scheduler};
 
-/// splitmix64: a small, good-enough, seedable PRNG (no dependency).
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Exponential with the given rate (per second), in microseconds (at least 1).
-    pub fn exp_micros(&mut self, rate_per_s: f64) -> Micros {
-        let u = 1.0 - self.next_f64(); // (0, 1]
-        ((-u.ln() / rate_per_s) * 1e6).round().max(1.0) as Micros
-    }
-}
+pub use rukong_core::rng::SplitMix64;
 
 /// One GPU model (function) of the workload.
 #[derive(Clone, Debug, PartialEq)]

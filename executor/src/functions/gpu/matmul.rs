@@ -103,23 +103,10 @@ impl Function for GpuMatmul {
             }
         }
         for (_, idx, pairs) in groups {
-            match run_group(st, pairs) {
-                Ok(cs) => {
-                    for (i, c) in idx.into_iter().zip(cs) {
-                        results[i] = Some(Ok(c.to_value()));
-                    }
-                }
-                Err(e) => {
-                    for i in idx {
-                        results[i] = Some(Err(e.clone()));
-                    }
-                }
-            }
+            let out = run_group(st, pairs).map(|cs| cs.iter().map(MatF32::to_value).collect());
+            super::scatter(&mut results, idx, out);
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(FnError::new(format!("{NAME}: no result")))))
-            .collect()
+        super::finish(NAME, results)
     }
 
     fn is_heavy(&self, _inputs: &[Value]) -> bool {

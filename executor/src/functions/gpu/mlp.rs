@@ -171,34 +171,7 @@ impl Function for GpuMlp {
         batch: Vec<Vec<Value>>,
     ) -> Vec<Result<Value, FnError>> {
         let st = state_as::<MlpState>(state);
-        let mut results: Vec<Option<Result<Value, FnError>>> = vec![None; batch.len()];
-        let mut idx = Vec::new();
-        let mut items = Vec::new();
-        for (i, inputs) in batch.iter().enumerate() {
-            match parse(inputs) {
-                Ok(item) => {
-                    idx.push(i);
-                    items.push(item);
-                }
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        match run(st, items) {
-            Ok(vals) => {
-                for (i, v) in idx.into_iter().zip(vals) {
-                    results[i] = Some(Ok(v));
-                }
-            }
-            Err(e) => {
-                for i in idx {
-                    results[i] = Some(Err(e.clone()));
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(FnError::new(format!("{NAME}: no result")))))
-            .collect()
+        super::run_parsed(NAME, &batch, parse, |items| run(st, items))
     }
 
     fn is_heavy(&self, _inputs: &[Value]) -> bool {

@@ -85,6 +85,58 @@ pub(crate) fn init_device(ctx: &InitCtx) -> Arc<dyn Device> {
 }
 
 /// The warm state as `T`, if it is one.
+/// Results of a bundle under construction: one slot per call, in order.
+pub(crate) type Slots = Vec<Option<Result<Value, FnError>>>;
+
+/// Puts one launch's outcome at its calls' positions `idx`: each call's value, or the
+/// launch's error for every one of them.
+pub(crate) fn scatter(results: &mut Slots, idx: Vec<usize>, out: Result<Vec<Value>, FnError>) {
+    match out {
+        Ok(vals) => {
+            for (i, v) in idx.into_iter().zip(vals) {
+                results[i] = Some(Ok(v));
+            }
+        }
+        Err(e) => {
+            for i in idx {
+                results[i] = Some(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// The bundle's results in call order (a call the launch left without one gets an error).
+pub(crate) fn finish(name: &str, results: Slots) -> Vec<Result<Value, FnError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(FnError::new(format!("{name}: no result")))))
+        .collect()
+}
+
+/// A bundle as one launch: every call is parsed; the valid ones run together through
+/// `launch`, and each call that does not parse keeps its own error.
+pub(crate) fn run_parsed<I>(
+    name: &str,
+    batch: &[Vec<Value>],
+    parse: impl Fn(&[Value]) -> Result<I, FnError>,
+    launch: impl FnOnce(Vec<I>) -> Result<Vec<Value>, FnError>,
+) -> Vec<Result<Value, FnError>> {
+    let mut results: Slots = vec![None; batch.len()];
+    let mut idx = Vec::new();
+    let mut items = Vec::new();
+    for (i, inputs) in batch.iter().enumerate() {
+        match parse(inputs) {
+            Ok(item) => {
+                idx.push(i);
+                items.push(item);
+            }
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    scatter(&mut results, idx, launch(items));
+    finish(name, results)
+}
+
 pub(crate) fn state_as<T: 'static>(state: Option<&WarmState>) -> Option<&T> {
     state.and_then(|s| s.downcast_ref::<T>())
 }

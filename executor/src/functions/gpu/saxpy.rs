@@ -120,35 +120,15 @@ impl Function for GpuSaxpy {
         batch: Vec<Vec<Value>>,
     ) -> Vec<Result<Value, FnError>> {
         let st = state_as::<SaxpyState>(state);
-        let mut results: Vec<Option<Result<Value, FnError>>> = vec![None; batch.len()];
-        let mut idx = Vec::new();
-        let mut items = Vec::new();
-        for (i, inputs) in batch.iter().enumerate() {
-            match parse(inputs) {
-                Ok(item) => {
-                    idx.push(i);
-                    items.push(item);
-                }
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        let forms: Vec<VecForm> = items.iter().map(|it| it.form).collect();
-        match run(st, items) {
-            Ok(ys) => {
-                for ((i, y), form) in idx.into_iter().zip(ys).zip(forms) {
-                    results[i] = Some(Ok(vector_value(&y, form)));
-                }
-            }
-            Err(e) => {
-                for i in idx {
-                    results[i] = Some(Err(e.clone()));
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(FnError::new(format!("{NAME}: no result")))))
-            .collect()
+        super::run_parsed(NAME, &batch, parse, |items| {
+            let forms: Vec<VecForm> = items.iter().map(|it| it.form).collect();
+            let ys = run(st, items)?;
+            Ok(ys
+                .iter()
+                .zip(forms)
+                .map(|(y, form)| vector_value(y, form))
+                .collect())
+        })
     }
 
     fn is_heavy(&self, _inputs: &[Value]) -> bool {
