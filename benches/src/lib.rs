@@ -12,6 +12,7 @@
 //! `INFO commandstats` parsing ([`redis_stats`]) and the cluster-mode runner ([`cluster`]).
 
 pub mod cluster;
+pub mod flags;
 pub mod plot;
 pub mod redis_stats;
 

@@ -119,17 +119,12 @@ async fn follow<S: Store>(
                     ..WalkStats::default()
                 };
                 report(&*store, &job, replanned).await;
-                let released: Vec<String> = planner
+                let released: Vec<_> = planner
                     .all_hints()
                     .filter(|h| r.release.contains(&h.id) && issued.contains(&h.id))
-                    .map(|h| h.function.clone())
+                    .map(|h| (h.function.clone(), h.class))
                     .collect();
-                let by_class: Vec<_> = planner
-                    .all_hints()
-                    .filter(|h| r.release.contains(&h.id) && issued.contains(&h.id))
-                    .map(|h| h.class)
-                    .collect();
-                for (name, class) in released.into_iter().zip(by_class) {
+                for (name, class) in released {
                     let mut inv = Invocation::new(job.clone(), Vec::new());
                     inv.release = vec![name];
                     if let Err(e) = store.push(class, vec![inv]).await {

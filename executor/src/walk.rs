@@ -196,10 +196,9 @@ async fn run_hint<S: Store, P: Proxy>(
     }
     if let Some(cache) = slot.warm.device_cache() {
         for name in &inv.release {
-            let idle = cache.hinted_for(name);
-            if cache.evict_if_unused(name) == Some(true) {
+            if let Some(idle) = cache.drop_unused_hint(name) {
                 stats.hints_wasted += 1;
-                stats.warm_idle_us += idle.map_or(0, |d| d.as_micros() as u64);
+                stats.warm_idle_us += idle.as_micros() as u64;
             }
         }
     }
@@ -224,16 +223,15 @@ fn expire_unused<S: Store>(
 ) {
     tokio::spawn(async move {
         tokio::time::sleep(ttl).await;
-        let mut stats = WalkStats::default();
-        let idle = cache.hinted_for(&name);
-        match cache.evict_if_unused(&name) {
-            Some(true) => {
-                stats.hints_wasted += 1;
-                stats.warm_idle_us += idle.map_or(0, |d| d.as_micros() as u64);
-            }
-            // Used (counted by the task), or evicted meanwhile (LRU, or a release).
-            Some(false) | None => return,
-        }
+        // Used (counted by the task), or evicted meanwhile (LRU, or a release): nothing.
+        let Some(idle) = cache.drop_unused_hint(&name) else {
+            return;
+        };
+        let stats = WalkStats {
+            hints_wasted: 1,
+            warm_idle_us: idle.as_micros() as u64,
+            ..WalkStats::default()
+        };
         if let Err(e) = store
             .append_events(&job, vec![Event::Progress(stats)])
             .await
@@ -610,12 +608,14 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             .then(|| unix_us().saturating_sub(cold.init.as_micros() as u64));
         if !cold.happened && self.slot.bundler.is_some() {
             self.stats.warm_hits += 1;
-            if let Some(cache) = self.slot.warm.device_cache()
-                && let Some(idle) = cache.take_hinted(registry.name(f))
-            {
-                self.stats.hints_used += 1;
-                self.stats.warm_idle_us += idle.as_micros() as u64;
-            }
+        }
+        // A state a hint loaded counts as used by its first task, even one that waited for
+        // the hint's `init` to finish.
+        if let Some(cache) = self.slot.warm.device_cache()
+            && let Some(idle) = cache.take_hinted(registry.name(f))
+        {
+            self.stats.hints_used += 1;
+            self.stats.warm_idle_us += idle.as_micros() as u64;
         }
         if cold.happened {
             let us = cold.init.as_micros() as u64;

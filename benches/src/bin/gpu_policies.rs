@@ -12,6 +12,7 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
+use rukong_benches::flags;
 use rukong_executor::gpu_sched::sim::{self, SimConfig, SimReport, Stats, TraceSpec};
 use serde_json::{Value, json};
 
@@ -28,23 +29,6 @@ struct Args {
     json: Option<String>,
 }
 
-fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let v = v.with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-    v.parse::<T>()
-        .map_err(|e| anyhow::anyhow!("{flag} {v}: {e}\n{USAGE}"))
-}
-
-fn ms(flag: &str, v: Option<String>) -> Result<u64> {
-    let x: f64 = value(flag, v)?;
-    if !(x.is_finite() && x >= 0.0) {
-        bail!("{flag} must be a non-negative number of milliseconds, got {x}");
-    }
-    Ok((x * 1e3).round() as u64)
-}
-
 fn parse_args() -> Result<Args> {
     let (mut trace, mut sim) = sim::two_model_default(1);
     let (mut seed, mut seeds, mut json) = (1u64, 1u64, None);
@@ -52,12 +36,12 @@ fn parse_args() -> Result<Args> {
     while let Some(flag) = args.next() {
         let v = args.next();
         match flag.as_str() {
-            "--seed" => seed = value(&flag, v)?,
-            "--seeds" => seeds = value(&flag, v)?,
-            "--slots" => sim.slots = value(&flag, v)?,
-            "--arrivals" => trace.arrivals = value(&flag, v)?,
+            "--seed" => seed = flags::value(&flag, v, USAGE)?,
+            "--seeds" => seeds = flags::value(&flag, v, USAGE)?,
+            "--slots" => sim.slots = flags::value(&flag, v, USAGE)?,
+            "--arrivals" => trace.arrivals = flags::value(&flag, v, USAGE)?,
             "--models-per-slot" => {
-                let n: u64 = value(&flag, v)?;
+                let n: u64 = flags::value(&flag, v, USAGE)?;
                 // A is 10 GiB and B 6 GiB: 12 GiB holds one, 16 GiB both.
                 sim.slot_mem = match n {
                     1 => 12 << 30,
@@ -65,16 +49,16 @@ fn parse_args() -> Result<Args> {
                     _ => bail!("--models-per-slot must be 1 or 2, got {n}"),
                 };
             }
-            "--rate-a" => trace.models[0].rate_per_s = value(&flag, v)?,
-            "--rate-b" => trace.models[1].rate_per_s = value(&flag, v)?,
-            "--cold-a-ms" => trace.models[0].cold_start = ms(&flag, v)?,
-            "--cold-b-ms" => trace.models[1].cold_start = ms(&flag, v)?,
-            "--exec-a-ms" => trace.models[0].exec = ms(&flag, v)?,
-            "--exec-b-ms" => trace.models[1].exec = ms(&flag, v)?,
-            "--jitter" => trace.exec_jitter = value(&flag, v)?,
-            "--handover-ms" => sim.sched.handover = ms(&flag, v)?,
-            "--mlfq-quantum-ms" => sim.sched.mlfq_quantum = ms(&flag, v)?,
-            "--mlfq-boost-ms" => sim.sched.mlfq_boost_every = ms(&flag, v)?,
+            "--rate-a" => trace.models[0].rate_per_s = flags::value(&flag, v, USAGE)?,
+            "--rate-b" => trace.models[1].rate_per_s = flags::value(&flag, v, USAGE)?,
+            "--cold-a-ms" => trace.models[0].cold_start = flags::ms(&flag, v, USAGE)?,
+            "--cold-b-ms" => trace.models[1].cold_start = flags::ms(&flag, v, USAGE)?,
+            "--exec-a-ms" => trace.models[0].exec = flags::ms(&flag, v, USAGE)?,
+            "--exec-b-ms" => trace.models[1].exec = flags::ms(&flag, v, USAGE)?,
+            "--jitter" => trace.exec_jitter = flags::value(&flag, v, USAGE)?,
+            "--handover-ms" => sim.sched.handover = flags::ms(&flag, v, USAGE)?,
+            "--mlfq-quantum-ms" => sim.sched.mlfq_quantum = flags::ms(&flag, v, USAGE)?,
+            "--mlfq-boost-ms" => sim.sched.mlfq_boost_every = flags::ms(&flag, v, USAGE)?,
             "--json" => json = Some(v.with_context(|| format!("--json needs a file\n{USAGE}"))?),
             "-h" | "--help" => {
                 println!("{USAGE}");

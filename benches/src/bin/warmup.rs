@@ -12,6 +12,7 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
+use rukong_benches::flags;
 use rukong_benches::plot::{Point, scaling_svg};
 use rukong_core::value::Value;
 use rukong_engine::warmup::sim::{SimFn, SimSpec, SplitMix64, exact_profile, simulate, workloads};
@@ -35,23 +36,6 @@ struct Args {
     plot: Option<String>,
 }
 
-fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let v = v.with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-    v.parse::<T>()
-        .map_err(|e| anyhow::anyhow!("{flag} {v}: {e}\n{USAGE}"))
-}
-
-fn ms(flag: &str, v: Option<String>) -> Result<u64> {
-    let x: f64 = value(flag, v)?;
-    if !(x.is_finite() && x >= 0.0) {
-        bail!("{flag} must be a non-negative number of milliseconds, got {x}");
-    }
-    Ok((x * 1e3).round() as u64)
-}
-
 fn parse_args() -> Result<Args> {
     let mut a = Args {
         max_len: 20,
@@ -73,15 +57,15 @@ fn parse_args() -> Result<Args> {
         }
         let v = args.next();
         match flag.as_str() {
-            "--max-len" => a.max_len = value(&flag, v)?,
-            "--cold-ms" => a.cold_us = ms(&flag, v)?,
-            "--exec-ms" => a.exec_us = ms(&flag, v)?,
-            "--margin-ms" => a.cfg.margin_us = ms(&flag, v)?,
-            "--ttl-ms" => a.cfg.ttl_us = ms(&flag, v)?,
-            "--stages" => a.stages = value(&flag, v)?,
-            "--branch-len" => a.branch_len = value(&flag, v)?,
-            "--draws" => a.draws = value(&flag, v)?,
-            "--seed" => a.seed = value(&flag, v)?,
+            "--max-len" => a.max_len = flags::value(&flag, v, USAGE)?,
+            "--cold-ms" => a.cold_us = flags::ms(&flag, v, USAGE)?,
+            "--exec-ms" => a.exec_us = flags::ms(&flag, v, USAGE)?,
+            "--margin-ms" => a.cfg.margin_us = flags::ms(&flag, v, USAGE)?,
+            "--ttl-ms" => a.cfg.ttl_us = flags::ms(&flag, v, USAGE)?,
+            "--stages" => a.stages = flags::value(&flag, v, USAGE)?,
+            "--branch-len" => a.branch_len = flags::value(&flag, v, USAGE)?,
+            "--draws" => a.draws = flags::value(&flag, v, USAGE)?,
+            "--seed" => a.seed = flags::value(&flag, v, USAGE)?,
             "--json" => a.json = Some(v.with_context(|| format!("--json needs a file\n{USAGE}"))?),
             "--plot" => {
                 a.plot = Some(v.with_context(|| format!("--plot needs a directory\n{USAGE}"))?)

@@ -12,9 +12,16 @@ use crate::value::Value;
 /// A small stored plan for tests: `a`, `b` feed the fan-in `c` (which lists `a` twice); a
 /// 70-way fan-in `w` exercises multi-word arrival bitmaps.
 pub fn sample_plan(job: &str) -> Arc<JobPlan> {
-    let mut yaml = String::from(
+    plan_with_wide_fan_in(
+        job,
         "name: conformance\ntasks:\n  - {id: a, fn: const, args: [1]}\n  - {id: b, fn: const, args: [2]}\n  - {id: c, fn: add, deps: [a, b, a]}\n",
-    );
+    )
+}
+
+/// `head` (a DAG file's first tasks) plus 70 sources `p0..p69` and their fan-in `w`,
+/// validated, scheduled and wrapped as job `job`'s plan.
+fn plan_with_wide_fan_in(job: &str, head: &str) -> Arc<JobPlan> {
+    let mut yaml = String::from(head);
     for i in 0..70 {
         yaml.push_str(&format!("  - {{id: p{i}, fn: const, args: [{i}]}}\n"));
     }
@@ -24,11 +31,11 @@ pub fn sample_plan(job: &str) -> Arc<JobPlan> {
         deps.join(", ")
     ));
     let dag = validate(
-        DagSpec::from_yaml_str(&yaml).expect("sample DAG parses"),
+        DagSpec::from_yaml_str(&yaml).expect("test DAG parses"),
         &Limits::default(),
         &|_| true,
     )
-    .expect("sample DAG is valid");
+    .expect("test DAG is valid");
     let schedule = crate::schedule::schedule(&dag, 10);
     Arc::new(JobPlan {
         job: JobId::new(job),
@@ -144,31 +151,12 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
 /// A plan with a guard (so that parents may arrive skipped, DESIGN §8): `g` guards the
 /// 2-way fan-in `c` (deps `a`, `g`) and the 70-way fan-in `w`.
 pub fn conditional_plan(job: &str) -> Arc<JobPlan> {
-    let mut yaml = String::from(
+    let plan = plan_with_wide_fan_in(
+        job,
         "name: conformance-skip\ntasks:\n  - {id: a, fn: const, args: [1]}\n  - {id: g, fn: const, args: [2], deps: [a], guard: {dep: a, equals: 1}}\n  - {id: c, fn: add, deps: [a, g], join: any}\n",
     );
-    for i in 0..70 {
-        yaml.push_str(&format!("  - {{id: p{i}, fn: const, args: [{i}]}}\n"));
-    }
-    let deps: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
-    yaml.push_str(&format!(
-        "  - {{id: w, fn: add, deps: [{}]}}\n",
-        deps.join(", ")
-    ));
-    let dag = validate(
-        DagSpec::from_yaml_str(&yaml).expect("conditional DAG parses"),
-        &Limits::default(),
-        &|_| true,
-    )
-    .expect("conditional DAG is valid");
-    assert!(dag.has_guards());
-    let schedule = crate::schedule::schedule(&dag, 10);
-    Arc::new(JobPlan {
-        job: JobId::new(job),
-        dag,
-        schedule,
-        config: JobConfig::default(),
-    })
+    assert!(plan.dag.has_guards());
+    plan
 }
 
 fn flagged(plan: &JobPlan, child: &str, parent: &str, skipped: bool) -> FlaggedArrival {

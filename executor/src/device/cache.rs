@@ -77,8 +77,6 @@ struct Entry {
     state: Option<WarmState>,
     bytes: u64,
     last_used: u64,
-    /// Calls that found it warm since it was loaded.
-    uses: u64,
     /// Loaded by a warm-up hint (when), and no task has used it yet.
     hinted: Option<Instant>,
 }
@@ -254,24 +252,17 @@ impl DeviceCache {
             .map(|t| t.elapsed())
     }
 
-    /// How long ago a hint loaded `key`, while no task has used it.
-    pub fn hinted_for(&self, key: &str) -> Option<Duration> {
-        self.lock()
-            .entries
-            .get(key)
-            .and_then(|e| e.hinted)
-            .map(|t| t.elapsed())
-    }
-
-    /// For a speculative warm-up that expired or was released: drops `key` unless a call
-    /// has found it warm since it was loaded. `Some(true)`: dropped unused; `Some(false)`:
-    /// kept (it was used); `None`: not cached.
-    pub fn evict_if_unused(&self, key: &str) -> Option<bool> {
-        let used = self.lock().entries.get(key)?.uses > 0;
-        if used {
-            return Some(false);
-        }
-        Some(self.evict(key).is_some())
+    /// For a hinted warm state that expired or was released: drops `key` if a hint loaded
+    /// it and no task has used it since, and returns how long it was held warm for nothing.
+    /// `None`: kept (used, or not loaded by a hint) or not cached.
+    pub fn drop_unused_hint(&self, key: &str) -> Option<Duration> {
+        let mut g = self.lock();
+        let held = g.entries.get(key)?.hinted?.elapsed();
+        let e = g.entries.remove(key)?;
+        g.used -= e.bytes;
+        g.counters.evictions += 1;
+        g.counters.evicted_bytes += e.bytes;
+        Some(held)
     }
 
     /// Drops `key`; returns the bytes it held (`None` if it was not cached).
@@ -321,7 +312,6 @@ impl Inner {
         let now = self.clock;
         let e = self.entries.get_mut(key)?;
         e.last_used = now;
-        e.uses += 1;
         Some(e.state.clone())
     }
 
@@ -363,7 +353,6 @@ impl Inner {
                 state,
                 bytes,
                 last_used: self.clock,
-                uses: 0,
                 hinted: None,
             },
         );

@@ -182,3 +182,23 @@ fn simulated_stages_add_up_to_the_cold_start() {
         crate::functions::gpu::saxpy::KERNEL_SRC.len() as u64
     );
 }
+
+#[test]
+fn a_hinted_state_is_dropped_unused_but_kept_once_a_task_used_it() {
+    let cache = DeviceCache::new("test", 1 << 20);
+    for key in ["a", "b", "c"] {
+        cache.get_or_init(key, resident(10, 1)).unwrap();
+    }
+    cache.mark_hinted("a");
+    cache.mark_hinted("b");
+    // A task uses `b`: the hint counts as used once, and `b` is no longer droppable.
+    assert!(cache.take_hinted("b").is_some());
+    assert!(cache.take_hinted("b").is_none());
+    assert!(cache.drop_unused_hint("b").is_none() && cache.contains("b"));
+    // `a` was never used: dropped, with the time it was held.
+    assert!(cache.drop_unused_hint("a").is_some());
+    assert!(!cache.contains("a"));
+    // `c` was not loaded by a hint: never dropped as one.
+    assert!(cache.drop_unused_hint("c").is_none() && cache.contains("c"));
+    assert_eq!(cache.snapshot().evictions, 1);
+}

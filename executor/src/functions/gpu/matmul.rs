@@ -70,11 +70,7 @@ impl Function for GpuMatmul {
     }
 
     fn call(&self, state: Option<&WarmState>, inputs: Vec<Value>) -> Result<Value, FnError> {
-        let pair = parse(&inputs)?;
-        let mut out = run_group(state_as::<MatmulState>(state), vec![pair])?;
-        out.pop()
-            .map(|c| c.to_value())
-            .ok_or_else(|| FnError::new(format!("{NAME}: the device returned no result")))
+        super::single(NAME, self.call_batch(state, vec![inputs]))
     }
 
     fn call_batch(

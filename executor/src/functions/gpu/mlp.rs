@@ -159,10 +159,7 @@ impl Function for GpuMlp {
     }
 
     fn call(&self, state: Option<&WarmState>, inputs: Vec<Value>) -> Result<Value, FnError> {
-        let item = parse(&inputs)?;
-        let mut out = run(state_as::<MlpState>(state), vec![item])?;
-        out.pop()
-            .ok_or_else(|| FnError::new(format!("{NAME}: the device returned no result")))
+        super::single(NAME, self.call_batch(state, vec![inputs]))
     }
 
     fn call_batch(

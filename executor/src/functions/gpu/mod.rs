@@ -113,6 +113,19 @@ pub(crate) fn finish(name: &str, results: Slots) -> Vec<Result<Value, FnError>> 
         .collect()
 }
 
+/// One call as a bundle of one: the same path, so a single call and a bundle can never
+/// disagree.
+pub(crate) fn single(
+    name: &str,
+    mut results: Vec<Result<Value, FnError>>,
+) -> Result<Value, FnError> {
+    results.pop().unwrap_or_else(|| {
+        Err(FnError::new(format!(
+            "{name}: the device returned no result"
+        )))
+    })
+}
+
 /// A bundle as one launch: every call is parsed; the valid ones run together through
 /// `launch`, and each call that does not parse keeps its own error.
 pub(crate) fn run_parsed<I>(

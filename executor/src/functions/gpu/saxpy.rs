@@ -106,12 +106,7 @@ impl Function for GpuSaxpy {
     }
 
     fn call(&self, state: Option<&WarmState>, inputs: Vec<Value>) -> Result<Value, FnError> {
-        let item = parse(&inputs)?;
-        let form = item.form;
-        let mut out = run(state_as::<SaxpyState>(state), vec![item])?;
-        out.pop()
-            .map(|y| vector_value(&y, form))
-            .ok_or_else(|| FnError::new(format!("{NAME}: the device returned no result")))
+        super::single(NAME, self.call_batch(state, vec![inputs]))
     }
 
     fn call_batch(
