@@ -11,6 +11,8 @@
 //!   [`Dag`].
 //! - [`schedule`]: the static scheduler (become / invoke / use_proxy).
 //! - [`plan`]: [`JobPlan`], what is stored once per job.
+//! - [`step`]: the walk's decision as pure functions (chain, fan-out, fan-in, proxy), shared
+//!   by executors and the proxy.
 //! - [`messages`]: invocations, payloads and events.
 //! - [`store`]: the store traits, [`store::memory::MemoryStore`], and the conformance suite
 //!   (feature `test-util`).
@@ -30,6 +32,7 @@ pub mod profile;
 pub mod proxy;
 pub mod rng;
 pub mod schedule;
+pub mod step;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

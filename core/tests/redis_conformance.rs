@@ -429,12 +429,19 @@ async fn a_retried_arrival_after_a_lost_reply_counts_once() {
         .await
         .unwrap();
     assert!(both[0].completes());
-    assert!(!both[1].first_time && both[1].arrived == 2);
-    // A second store (another process) sees the same records.
+    // The duplicate in the same batch is the completer re-arriving: told so again.
+    assert!(!both[1].first_time && both[1].arrived == 2 && both[1].completes());
+    // A second store (another process) sees the same records: `a` is not the completer,
+    // `b` is.
     let other = store_for(server.url()).await;
     let again = other.record_arrivals(&plan.job, &[r]).await.unwrap();
     assert_eq!(again[0].arrived, 2);
-    assert!(!again[0].first_time);
+    assert!(!again[0].first_time && !again[0].completes());
+    let b = other
+        .record_arrivals(&plan.job, &[arrival(&plan, "c", "b")])
+        .await
+        .unwrap();
+    assert!(b[0].completes() && !b[0].first_time);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -592,7 +599,9 @@ async fn a_job_runs_through_a_redis_cluster() {
     let job = plan.job.clone();
     rukong_core::store::conformance::jobs(&*s).await;
     rukong_core::store::conformance::fan_in_is_idempotent(&*s).await;
+    rukong_core::store::conformance::fan_in_retry_repeats_every_answer(&*s).await;
     rukong_core::store::conformance::fan_in_concurrent(s.clone()).await;
+    rukong_core::store::conformance::fan_in_counts_skipped_parents(&*s).await;
     rukong_core::store::conformance::outputs(&*s).await;
     rukong_core::store::conformance::objects(&*s).await;
     rukong_core::store::conformance::queue(&*s).await;

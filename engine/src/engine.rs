@@ -5,10 +5,11 @@
 use crate::tracker::JobTracker;
 use rukong_core::dag::{DagSpec, validate};
 use rukong_core::error::{DagError, StoreError};
-use rukong_core::messages::{Invocation, JobState, Payload, SpanKind, Start, WalkStats};
+use rukong_core::messages::{JobState, Payload, SpanKind, WalkStats};
 use rukong_core::proxy::{Proxy, ProxyError};
+use rukong_core::step::{self, Send};
 use rukong_core::store::{ExecutorInfo, Store};
-use rukong_core::{ExecClass, JobConfig, JobId, JobPlan, Limits, TaskId, TaskIdx, Value, schedule};
+use rukong_core::{ExecClass, JobConfig, JobId, JobPlan, Limits, TaskId, Value, schedule};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -278,43 +279,31 @@ impl<S: Store, P: Proxy> Engine<S, P> {
 
     /// Stores a prepared plan and enqueues its sources, batched.
     pub async fn start(&self, plan: Arc<JobPlan>) -> Result<JobId, StoreError> {
-        let job = plan.job.clone();
         self.store.put_job(plan.clone()).await?;
-        let sources = plan.dag.sources();
-        let mut by_class: [Vec<TaskIdx>; 2] = [Vec::new(), Vec::new()];
-        for &s in sources {
-            let gpu = plan
-                .dag
-                .extras(s)
-                .and_then(|e| e.resources.as_ref())
-                .is_some_and(|r| r.gpu > 0);
-            by_class[usize::from(gpu)].push(s);
-        }
-        for (class, list) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(by_class) {
-            if list.is_empty() {
-                continue;
-            }
-            let invs: Vec<Invocation> = list
-                .chunks(plan.config.chunk_size(list.len()))
-                .map(|g| Invocation {
-                    job: job.clone(),
-                    warm: Vec::new(),
-                    warm_ttl_ms: 0,
-                    release: Vec::new(),
-                    starts: g
-                        .iter()
-                        .map(|&task| Start {
-                            task,
-                            inputs: Vec::new(),
-                        })
-                        .collect(),
-                })
-                .collect();
+        self.enqueue_sources(&plan).await?;
+        Ok(plan.job.clone())
+    }
+
+    /// Enqueues one invocation per batch of sources, per class. Enqueuing them again (a
+    /// re-drive) is safe: every effect of a walk is idempotent.
+    pub async fn enqueue_sources(&self, plan: &JobPlan) -> Result<(), StoreError> {
+        let dag = &plan.dag;
+        let sends: Vec<Send> = dag
+            .sources()
+            .iter()
+            .map(|&task| Send {
+                task,
+                from: None,
+                class: dag.class(task),
+            })
+            .collect();
+        let invs = step::pack(&plan.job, &plan.config, &sends, |_| Payload::Skipped);
+        for (class, invs) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(invs) {
             for batch in invs.chunks(1024) {
                 self.store.push(class, batch.to_vec()).await?;
             }
         }
-        Ok(job)
+        Ok(())
     }
 
     /// Follows the job's events until it succeeds, fails or is cancelled, calling

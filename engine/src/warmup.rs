@@ -163,13 +163,6 @@ pub struct Replan {
     pub issue: Vec<Hint>,
 }
 
-fn class_of(dag: &Dag, t: TaskIdx) -> ExecClass {
-    match dag.extras(t).and_then(|e| e.resources.as_ref()) {
-        Some(r) if r.gpu > 0 => ExecClass::Gpu,
-        _ => ExecClass::Cpu,
-    }
-}
-
 /// The hints `mode` gives for `mlp` at time `now_us` (pure). Tasks with `covered[t]` (already
 /// started, or with a live hint) get none, but still occupy their function's instances.
 /// Hint ids start at `first_id`.
@@ -219,7 +212,7 @@ pub fn plan(
             id: first_id + hints.len() as HintId,
             task: p.task,
             function: f.to_owned(),
-            class: class_of(dag, p.task),
+            class: dag.class(p.task),
             issue_at_us: issue_at,
             ready_at_us: ready_at,
             expected_start_us: p.start_us,

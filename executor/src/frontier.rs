@@ -35,12 +35,13 @@
 //! All of this is behind [`rukong_core::Dag::has_guards`]: a DAG without guards never
 //! skips, and its walk takes none of these paths.
 
-use crate::walk::{WalkError, Walker, class_of};
-use rukong_core::dag::{Child, Join};
-use rukong_core::messages::{Event, Invocation, KnownInput, Payload, Start};
+use crate::walk::{WalkError, Walker};
+use rukong_core::dag::Join;
+use rukong_core::messages::{Event, KnownInput, Payload, Start};
 use rukong_core::proxy::{FanOutRequest, Proxy};
-use rukong_core::store::{ArrivalReq, FlaggedArrival, Store};
-use rukong_core::{ExecClass, TaskIdx, Value};
+use rukong_core::step::{self, Finished, Next};
+use rukong_core::store::Store;
+use rukong_core::{ExecClass, JobConfig, TaskIdx, Value};
 use std::collections::HashMap;
 
 /// A task ready to run, with the inputs this slot already holds.
@@ -86,19 +87,6 @@ impl Item {
             skip: true,
         }
     }
-}
-
-/// A finished task whose continuation waits on this step's arrival records.
-struct Held {
-    task: TaskIdx,
-    /// `None` for a skipped task.
-    out: Option<Value>,
-    payload: Payload,
-    /// This task's arrival records: `arrivals[first..first + n]`.
-    first: usize,
-    /// Position of the preferred (become) child; `None` for a single fan-in child.
-    preferred: Option<usize>,
-    fan_out: bool,
 }
 
 impl<S: Store, P: Proxy> Walker<'_, S, P> {
@@ -316,293 +304,151 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     }
 
     /// Applies one step's results (see the module doc); returns the next frontier. A result
-    /// of `None` is a skipped task.
+    /// of `None` is a skipped task. The decision is [`rukong_core::step`]'s; this does its
+    /// I/O, in the order it gives: reports, writes, arrivals, hand-offs, pushes.
     async fn advance(
         &mut self,
         done: Vec<(TaskIdx, Option<Value>)>,
     ) -> Result<Vec<Item>, WalkError> {
         let plan = self.plan.clone();
         let dag = &plan.dag;
-        let mut next = Vec::new();
-        let mut writes: Vec<(TaskIdx, Payload)> = Vec::new();
-        let mut arrivals: Vec<FlaggedArrival> = Vec::new();
-        let mut held: Vec<Held> = Vec::new();
-        let mut proxied: Vec<FanOutRequest> = Vec::new();
-        let arrival = |c: &Child, skipped: bool| FlaggedArrival {
-            req: ArrivalReq {
-                child: c.task,
-                pos: c.pos,
-                needed: dag.needed(c.task),
-            },
-            skipped,
+        let finished: Vec<Finished> = done
+            .iter()
+            .map(|(task, out)| Finished {
+                task: *task,
+                skipped: out.is_none(),
+            })
+            .collect();
+        let step = step::plan_step(dag, &plan.schedule, &finished);
+        // Each finished task's output and (once made) payload, by its place in `done`.
+        let mut outs: Vec<(TaskIdx, Option<Value>, Option<Payload>)> = done
+            .into_iter()
+            .map(|(t, out)| {
+                let p = out.is_none().then_some(Payload::Skipped);
+                (t, out, p)
+            })
+            .collect();
+        // Where each finished task stands in `done` (tasks are distinct within a step).
+        let mut index: Vec<(TaskIdx, usize)> = finished
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.task, i))
+            .collect();
+        index.sort_unstable();
+        let at = |t: TaskIdx| {
+            index
+                .binary_search_by_key(&t, |&(task, _)| task)
+                .map_or(0, |k| index[k].1)
         };
-        for (t, out) in done {
-            let kids = dag.children(t);
-            let skipped = out.is_none();
-            let mut cached = if skipped {
-                Some(Payload::Skipped)
+        for r in &step.reports {
+            let i = at(r.task);
+            let event = if r.skipped {
+                Event::TaskSkipped {
+                    task: r.task,
+                    sink: r.sink,
+                }
             } else {
-                None
+                let payload = if dag.is_output(r.task) {
+                    Some(self.payload_of(&mut outs[i]).await?)
+                } else {
+                    None
+                };
+                Event::TaskResult {
+                    task: r.task,
+                    sink: r.sink,
+                    payload,
+                }
             };
-            if kids.is_empty() || dag.is_output(t) {
-                match &out {
-                    Some(v) => {
-                        let payload = if dag.is_output(t) {
-                            Some(self.payload(t, v, &mut cached).await?)
-                        } else {
-                            None
-                        };
-                        self.events.push(Event::TaskResult {
-                            task: t,
-                            sink: kids.is_empty(),
-                            payload,
-                        });
-                    }
-                    None => self.events.push(Event::TaskSkipped {
-                        task: t,
-                        sink: kids.is_empty(),
-                    }),
-                }
-            }
-            match kids {
-                [] => {}
-                [c] if dag.needed(c.task) == 1 => next.push(match out {
-                    Some(v) => Item::with(c.task, t, v),
-                    // Its only dependency was skipped: skipped too, whatever its join.
-                    None => Item::skipped(c.task),
-                }),
-                [c] => {
-                    let payload = self.output_payload(t, &out, &mut cached).await?;
-                    writes.push((t, payload.clone()));
-                    held.push(Held {
-                        task: t,
-                        out,
-                        payload,
-                        first: arrivals.len(),
-                        preferred: None,
-                        fan_out: false,
-                    });
-                    arrivals.push(arrival(c, skipped));
-                }
-                _ => {
-                    let payload = self.output_payload(t, &out, &mut cached).await?;
-                    if kids.iter().any(|c| dag.needed(c.task) > 1) {
-                        writes.push((t, payload.clone()));
-                    }
-                    let preferred = plan.schedule.become_pos(t);
-                    if plan.schedule.use_proxy(dag, t) {
-                        // Become the preferred child when it needs nothing else; the proxy
-                        // takes the rest (after this step's writes are durable). A skipped
-                        // parent's payload is the skip marker: the proxy records skipped
-                        // arrivals, and the children it enqueues are skipped where they land.
-                        let become_pos = preferred.filter(|&p| dag.needed(kids[p].task) == 1);
-                        let children: Vec<Child> = kids
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| Some(*i) != become_pos)
-                            .map(|(_, c)| *c)
-                            .collect();
-                        proxied.push(FanOutRequest {
-                            job: plan.job.clone(),
-                            parent: t,
-                            payload,
-                            children,
-                        });
-                        if let Some(p) = become_pos {
-                            next.push(match out {
-                                Some(v) => Item::with(kids[p].task, t, v),
-                                None => Item::skipped(kids[p].task),
-                            });
-                        }
-                    } else {
-                        let first = arrivals.len();
-                        arrivals.extend(
-                            kids.iter()
-                                .filter(|c| dag.needed(c.task) > 1)
-                                .map(|c| arrival(c, skipped)),
-                        );
-                        held.push(Held {
-                            task: t,
-                            out,
-                            payload,
-                            first,
-                            preferred,
-                            fan_out: true,
-                        });
-                    }
-                }
-            }
+            self.events.push(event);
         }
-        if !writes.is_empty() {
+        if !step.writes.is_empty() {
+            let mut writes = Vec::with_capacity(step.writes.len());
+            for &t in &step.writes {
+                writes.push((t, self.payload_of(&mut outs[at(t)]).await?));
+            }
             self.svc.store.put_outputs(&plan.job, writes).await?;
         }
-        let results = if arrivals.is_empty() {
+        let answers = if step.arrivals.is_empty() {
             Vec::new()
         } else {
             self.svc
                 .store
-                .record_flagged_arrivals(&plan.job, &arrivals)
+                .record_flagged_arrivals(&plan.job, &step.arrivals)
                 .await?
         };
-        for req in proxied {
+        for h in &step.handoffs {
+            let payload = self.payload_of(&mut outs[at(h.parent)]).await?;
+            let req = FanOutRequest {
+                job: plan.job.clone(),
+                parent: h.parent,
+                payload,
+                children: h.children.clone(),
+            };
             self.svc.proxy.fan_out(req).await?;
             self.stats.proxy_fanouts += 1;
         }
-        let mut sends: [Vec<Invocation>; 2] = [Vec::new(), Vec::new()];
-        for h in held {
-            let kids = dag.children(h.task);
-            if !h.fan_out {
-                if let Some(a) = results.get(h.first).filter(|a| a.completes()) {
-                    let c = kids[0].task;
-                    next.push(if a.skips(dag.join(c)) {
-                        Item::skipped(c)
-                    } else {
-                        Item::from_parent(c, h.task, &h.out)
-                    });
-                }
-                continue;
-            }
-            let mut records = results[h.first..].iter();
-            let mut ready: Vec<usize> = Vec::with_capacity(kids.len());
-            for (i, c) in kids.iter().enumerate() {
-                let skip = if dag.needed(c.task) == 1 {
-                    h.out.is_none()
-                } else {
-                    match records.next() {
-                        Some(a) if a.completes() => a.skips(dag.join(c.task)),
-                        _ => continue,
-                    }
-                };
-                if skip {
-                    // Skipped children are walked here: they run nothing.
-                    next.push(Item::skipped(c.task));
-                } else {
-                    ready.push(i);
-                }
-            }
-            let become_pos = h
-                .preferred
-                .filter(|p| ready.contains(p))
-                .or_else(|| ready.first().copied());
-            let others: Vec<TaskIdx> = ready
-                .iter()
-                .filter(|&&i| Some(i) != become_pos)
-                .map(|&i| kids[i].task)
-                .collect();
-            self.pack(h.task, &h.payload, &others, &mut sends);
-            if let Some(p) = become_pos {
-                next.push(Item::from_parent(kids[p].task, h.task, &h.out));
+        let runs_gpu = self.svc.config.class == ExecClass::Gpu;
+        let decided = step.decide(dag, &answers, runs_gpu);
+        // Payloads of the parents whose children travel.
+        for s in decided.sends.iter().chain(&decided.moved) {
+            if let Some(from) = s.from {
+                self.payload_of(&mut outs[at(from)]).await?;
             }
         }
-        if self.svc.config.class == ExecClass::Cpu {
-            next = self.hand_off_gpu_tasks(next, &mut sends).await?;
+        let payload = |from: TaskIdx| outs[at(from)].2.clone().unwrap_or(Payload::Skipped);
+        let [mut cpu, mut gpu] = step::pack(&plan.job, &plan.config, &decided.sends, payload);
+        // Moved continuations go one per invocation, so that GPU slots can bundle them.
+        if !decided.moved.is_empty() {
+            let alone = JobConfig {
+                max_starts_per_invocation: 1,
+                ..plan.config
+            };
+            let [c, g] = step::pack(&plan.job, &alone, &decided.moved, payload);
+            cpu.extend(c);
+            gpu.extend(g);
         }
-        for (class, invs) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(sends) {
+        for (class, invs) in [(ExecClass::Cpu, cpu), (ExecClass::Gpu, gpu)] {
             if !invs.is_empty() {
                 self.stats.invocations_sent += invs.len() as u32;
                 self.svc.store.push(class, invs).await?;
             }
         }
+        // Every payload is made: the values move on into the next frontier (a parent is
+        // `from` of at most one continuation).
+        let mut next = Vec::with_capacity(decided.next.len());
+        for n in decided.next {
+            next.push(match n {
+                Next::Skip { task } => Item::skipped(task),
+                Next::Run { task, from } => {
+                    let i = at(from);
+                    match (finished[i].skipped, outs[i].1.take()) {
+                        (true, _) => Item::from_parent(task, from, &None),
+                        (false, Some(v)) => Item::with(task, from, v),
+                        (false, None) => {
+                            return Err(WalkError::Backend {
+                                retryable: false,
+                                error: format!(
+                                    "internal: the output of {} was continued into twice",
+                                    dag.id(from)
+                                ),
+                            });
+                        }
+                    }
+                }
+            });
+        }
         Ok(next)
     }
 
-    /// The payload of a finished task's output, or the skip marker for a skipped one.
-    async fn output_payload(
+    /// The payload of a finished task (made once: inline, or put as an object).
+    async fn payload_of(
         &mut self,
-        t: TaskIdx,
-        out: &Option<Value>,
-        cached: &mut Option<Payload>,
+        entry: &mut (TaskIdx, Option<Value>, Option<Payload>),
     ) -> Result<Payload, WalkError> {
+        let (t, out, cached) = entry;
         match out {
-            Some(v) => self.payload(t, v, cached).await,
+            Some(v) => self.payload(*t, v, cached).await,
             None => Ok(Payload::Skipped),
-        }
-    }
-
-    /// A CPU slot never runs a task that asks for a GPU: the ones it would continue into
-    /// (chains, fan-in children it completed, become children) go to the `gpu` queue
-    /// instead, carrying the inputs in hand. Returns the items it keeps.
-    async fn hand_off_gpu_tasks(
-        &mut self,
-        next: Vec<Item>,
-        sends: &mut [Vec<Invocation>; 2],
-    ) -> Result<Vec<Item>, WalkError> {
-        let plan = self.plan.clone();
-        if !next
-            .iter()
-            .any(|i| class_of(&plan, i.task) == ExecClass::Gpu)
-        {
-            return Ok(next);
-        }
-        let mut keep = Vec::with_capacity(next.len());
-        for item in next {
-            // A task known to be skipped runs nothing: it is skipped here, on any slot.
-            if item.skip || class_of(&plan, item.task) != ExecClass::Gpu {
-                keep.push(item);
-                continue;
-            }
-            let mut inputs = Vec::with_capacity(item.known.len() + item.skipped.len());
-            for (from, value) in item.known {
-                let payload = self.payload(from, &value, &mut None).await?;
-                inputs.push(KnownInput { from, payload });
-            }
-            inputs.extend(item.skipped.into_iter().map(|from| KnownInput {
-                from,
-                payload: Payload::Skipped,
-            }));
-            sends[ExecClass::Gpu as usize].push(Invocation {
-                job: plan.job.clone(),
-                warm: Vec::new(),
-                warm_ttl_ms: 0,
-                release: Vec::new(),
-                starts: vec![Start {
-                    task: item.task,
-                    inputs,
-                }],
-            });
-        }
-        Ok(keep)
-    }
-
-    /// Packs ready children into invocations (by class) that carry the parent's output.
-    fn pack(
-        &self,
-        from: TaskIdx,
-        payload: &Payload,
-        tasks: &[TaskIdx],
-        out: &mut [Vec<Invocation>; 2],
-    ) {
-        if tasks.is_empty() {
-            return;
-        }
-        let plan = &self.plan;
-        let mut by_class: [Vec<TaskIdx>; 2] = [Vec::new(), Vec::new()];
-        for &t in tasks {
-            by_class[class_of(plan, t) as usize].push(t);
-        }
-        for (list, invs) in by_class.iter().zip(out.iter_mut()) {
-            if list.is_empty() {
-                continue;
-            }
-            invs.extend(
-                list.chunks(plan.config.chunk_size(list.len()))
-                    .map(|group| Invocation {
-                        job: plan.job.clone(),
-                        warm: Vec::new(),
-                        warm_ttl_ms: 0,
-                        release: Vec::new(),
-                        starts: group
-                            .iter()
-                            .map(|&task| Start {
-                                task,
-                                inputs: vec![KnownInput {
-                                    from,
-                                    payload: payload.clone(),
-                                }],
-                            })
-                            .collect(),
-                    }),
-            );
         }
     }
 }

@@ -241,14 +241,6 @@ fn expire_unused<S: Store>(
     });
 }
 
-/// The queue class a task's invocation goes to.
-pub fn class_of(plan: &JobPlan, t: TaskIdx) -> ExecClass {
-    match plan.dag.extras(t).and_then(|e| e.resources.as_ref()) {
-        Some(r) if r.gpu > 0 => ExecClass::Gpu,
-        _ => ExecClass::Cpu,
-    }
-}
-
 /// Runs one invocation to the end and reports what it did.
 pub async fn run_invocation<S: Store, P: Proxy>(
     svc: &Services<S, P>,
@@ -651,7 +643,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             let t0 = Instant::now();
             let result = match &self.slot.bundler {
                 // The first attempt of a GPU task on a device slot joins a bundle.
-                Some(b) if attempt == 1 && class_of(&plan, t) == ExecClass::Gpu => {
+                Some(b) if attempt == 1 && plan.dag.class(t) == ExecClass::Gpu => {
                     self.stats.bundled += 1;
                     b.call(registry.name(f), func, state.clone(), args).await
                 }

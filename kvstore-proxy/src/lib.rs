@@ -14,10 +14,10 @@
 //!   proxy's own memory ([`ObjectBackend`]). Clients use
 //!   [`RemoteProxy`](rukong_core::proxy::remote::RemoteProxy); the protocol is
 //!   [`rukong_core::proxy::wire`].
-//! - [`fanout`]: the pure planning of a fan-out (which children are ready, how they are
-//!   packed into invocations).
+//!
+//! Which children of a fan-out are ready and how they are packed into invocations is
+//! decided by [`rukong_core::step`], the same pure functions executors walk with.
 
-pub mod fanout;
 pub mod local;
 pub mod server;
 

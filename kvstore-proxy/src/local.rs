@@ -1,13 +1,13 @@
 //! The in-process proxy (embedded mode): the same [`Proxy`] interface that cluster mode
 //! serves over TCP, over any [`Store`].
 
-use crate::fanout;
 use bytes::Bytes;
+use rukong_core::ExecClass;
 use rukong_core::error::StoreError;
 use rukong_core::messages::ObjectKey;
 use rukong_core::proxy::{FanOutReply, FanOutRequest, Proxy, ProxyResult};
+use rukong_core::step;
 use rukong_core::store::Store;
-use rukong_core::{ExecClass, TaskIdx};
 use std::sync::Arc;
 
 /// Invocations pushed per queue call on a large fan-out (one pipelined batch in Redis).
@@ -61,31 +61,25 @@ impl<S: Store> Proxy for LocalProxy<S> {
                 dag.len()
             )));
         }
-        let reqs = fanout::arrivals_needed(dag, &req.children, req.payload.is_skipped());
+        let skipped = req.payload.is_skipped();
+        let reqs = step::fan_out_arrivals(dag, &req.children, skipped);
         let arrivals = if reqs.is_empty() {
             Vec::new()
         } else {
             self.store.record_flagged_arrivals(&req.job, &reqs).await?
         };
-        let ready = fanout::ready_children(dag, &req.children, &arrivals);
+        let sends = step::fan_out(dag, req.parent, &req.children, skipped, &arrivals);
         let waiting = arrivals.iter().filter(|a| !a.completes()).count() as u32;
-        let (gpu, cpu): (Vec<TaskIdx>, Vec<TaskIdx>) = ready.iter().partition(|&&t| {
-            dag.extras(t)
-                .and_then(|e| e.resources.as_ref())
-                .is_some_and(|r| r.gpu > 0)
-        });
         let mut invocations = 0u32;
-        for (class, list) in [(ExecClass::Cpu, cpu), (ExecClass::Gpu, gpu)] {
-            let invs = fanout::pack(&req.job, &plan.config, req.parent, &req.payload, &list);
+        let by_class = step::pack(&req.job, &plan.config, &sends, |_| req.payload.clone());
+        for (class, invs) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(by_class) {
             invocations += invs.len() as u32;
-            let mut invs = invs.into_iter().peekable();
-            while invs.peek().is_some() {
-                let batch: Vec<_> = invs.by_ref().take(PUSH_BATCH).collect();
-                self.store.push(class, batch).await?;
+            for batch in invs.chunks(PUSH_BATCH) {
+                self.store.push(class, batch.to_vec()).await?;
             }
         }
         Ok(FanOutReply {
-            enqueued: ready.len() as u32,
+            enqueued: sends.len() as u32,
             invocations,
             waiting,
         })

@@ -161,6 +161,14 @@ impl Dag {
     pub fn guard(&self, t: TaskIdx) -> Option<&Guard> {
         self.extras(t).and_then(|e| e.guard.as_ref())
     }
+    /// The executor class that runs the task: `gpu` when it asks for a GPU.
+    #[inline]
+    pub fn class(&self, t: TaskIdx) -> crate::ids::ExecClass {
+        match self.extras(t).and_then(|e| e.resources.as_ref()) {
+            Some(r) if r.gpu > 0 => crate::ids::ExecClass::Gpu,
+            _ => crate::ids::ExecClass::Cpu,
+        }
+    }
     /// How the task joins skipped dependencies (default [`Join::All`]).
     #[inline]
     pub fn join(&self, t: TaskIdx) -> Join {

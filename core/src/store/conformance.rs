@@ -114,6 +114,7 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
             needed: 2,
             first_time: true,
             skipped: 0,
+            completer: false,
         }]
     );
     // The same parent again (a retry, or a lost reply) counts once.
@@ -128,12 +129,18 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
         .record_arrivals(&job, &[req(&plan, "c", "b")])
         .await
         .unwrap();
-    assert!(b[0].completes());
-    let late = s
-        .record_arrivals(&job, &[req(&plan, "c", "b"), req(&plan, "c", "a")])
-        .await
-        .unwrap();
-    assert!(late.iter().all(|x| !x.completes() && x.arrived == 2));
+    assert!(b[0].completes() && b[0].first_time && b[0].arrived == 2);
+    // Late arrivals: the completer `b` is told `completes` again on every re-arrival (its
+    // first reply may have been lost); the other parent never is.
+    for _ in 0..3 {
+        let late = s
+            .record_arrivals(&job, &[req(&plan, "c", "b"), req(&plan, "c", "a")])
+            .await
+            .unwrap();
+        assert!(late.iter().all(|x| !x.first_time && x.arrived == 2));
+        assert!(late[0].completes(), "the completer re-arrives: {late:?}");
+        assert!(!late[1].completes(), "not the completer: {late:?}");
+    }
     // Positions past the 64th use a second bitmap word.
     let mut completions = 0;
     for i in (0..70).rev() {
@@ -145,6 +152,39 @@ pub async fn fan_in_is_idempotent<S: Store>(s: &S) {
         assert_eq!(r[0].arrived, 70 - i);
     }
     assert_eq!(completions, 1);
+    // Every parent again: only the completer (p0, the last to arrive, past the 64th bit's
+    // word boundary for the others) is told `completes`.
+    for i in 0..70 {
+        let r = s
+            .record_arrivals(&job, &[req(&plan, "w", &format!("p{i}"))])
+            .await
+            .unwrap();
+        assert_eq!((r[0].arrived, r[0].completes()), (70, i == 0), "p{i}");
+    }
+    s.delete_job(&job).await.unwrap();
+}
+
+/// A lost reply on the completing arrival, then the retry of the whole batch in which it
+/// stood: the retry is told exactly what the lost reply said, for every arrival in it.
+pub async fn fan_in_retry_repeats_every_answer<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("fanin-retry"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let batch: Vec<ArrivalReq> = (0..70)
+        .map(|i| req(&plan, "w", &format!("p{i}")))
+        .chain([req(&plan, "c", "a")])
+        .collect();
+    let first = s.record_arrivals(&job, &batch[..35]).await.unwrap();
+    assert!(first.iter().all(|a| !a.completes()));
+    // This batch completes `w` (with p69) but not `c`.
+    let lost = s.record_arrivals(&job, &batch[35..]).await.unwrap();
+    let retried = s.record_arrivals(&job, &batch[35..]).await.unwrap();
+    let completes = |v: &[Arrival]| v.iter().map(Arrival::completes).collect::<Vec<_>>();
+    assert_eq!(completes(&retried), completes(&lost));
+    assert_eq!(lost.iter().filter(|a| a.completes()).count(), 1);
+    assert!(lost[34].completes(), "p69 completes w: {:?}", lost[34]);
+    assert!(!lost[35].completes() && lost[35].arrived == 1);
+    assert!(retried.iter().all(|a| !a.first_time));
     s.delete_job(&job).await.unwrap();
 }
 
@@ -196,7 +236,8 @@ pub async fn fan_in_counts_skipped_parents<S: Store>(s: &S) {
         "join all: one skipped parent skips it"
     );
     assert!(!a[0].skips(Join::Any), "join any: one parent completed");
-    // Late duplicates still report the settled record.
+    // Late duplicates still report the settled record; the completer `a` is told
+    // `completes` again, with the exact skip count, so its re-run decides the same way.
     let late = s
         .record_flagged_arrivals(
             &job,
@@ -207,9 +248,17 @@ pub async fn fan_in_counts_skipped_parents<S: Store>(s: &S) {
         )
         .await
         .unwrap();
+    assert!(late.iter().all(|x| x.arrived == 2 && !x.first_time));
+    assert!(late[0].completes() && late[0].skipped == 1, "{late:?}");
+    assert!(!late[1].completes(), "{late:?}");
+    // A plain re-arrival of the completer reads the skips too.
+    let plain = s
+        .record_arrivals(&job, &[req(&plan, "c", "a")])
+        .await
+        .unwrap();
     assert!(
-        late.iter()
-            .all(|x| !x.completes() && x.arrived == 2 && x.skipped == 1)
+        plain[0].completes() && plain[0].skips(Join::All),
+        "{plain:?}"
     );
     // Plain arrivals on a job with guards read the skip count too.
     let mut completing = None;
@@ -233,8 +282,8 @@ pub async fn fan_in_counts_skipped_parents<S: Store>(s: &S) {
     s.delete_job(&job).await.unwrap();
 }
 
-/// Every parent skipped, each arriving three times concurrently: exactly one arrival
-/// completes, and it sees every skip (so `join: any` skips too).
+/// Every parent skipped, each arriving three times concurrently: one parent completes, and
+/// each answer to it sees every skip (so `join: any` skips too).
 pub async fn fan_in_skipped_concurrent<S: Store>(s: Arc<S>) {
     use crate::dag::Join;
     let plan = conditional_plan(&unique_job("skipconc"));
@@ -247,24 +296,24 @@ pub async fn fan_in_skipped_concurrent<S: Store>(s: Arc<S>) {
             let job = job.clone();
             let r = flagged(&plan, "w", &format!("p{}", (i * 3 + round * 11) % 70), true);
             handles.push(tokio::spawn(async move {
-                s.record_flagged_arrivals(&job, &[r]).await.unwrap()[0]
+                (
+                    r.req.pos,
+                    s.record_flagged_arrivals(&job, &[r]).await.unwrap()[0],
+                )
             }));
         }
     }
     let mut completing = Vec::new();
     for h in handles {
-        let a = h.await.unwrap();
+        let (pos, a) = h.await.unwrap();
         if a.completes() {
-            completing.push(a);
+            // Every answer to the completer sees every skip.
+            assert_eq!(a.skipped, 70, "{a:?}");
+            assert!(a.skips(Join::Any));
+            completing.push((pos, a.first_time));
         }
     }
-    assert_eq!(
-        completing.len(),
-        1,
-        "exactly one arrival completes the fan-in"
-    );
-    assert_eq!(completing[0].skipped, 70);
-    assert!(completing[0].skips(Join::Any));
+    assert_one_completer(&completing);
     s.delete_job(&job).await.unwrap();
 }
 
@@ -304,7 +353,7 @@ pub async fn fan_in_rejects_bad_positions<S: Store>(s: &S) {
     s.delete_job(&job).await.unwrap();
 }
 
-/// Many concurrent arrivals, each parent sent three times: exactly one completes.
+/// Many concurrent arrivals, each parent sent three times: one parent completes.
 pub async fn fan_in_concurrent<S: Store>(s: Arc<S>) {
     let plan = sample_plan(&unique_job("concurrent"));
     let job = plan.job.clone();
@@ -316,20 +365,45 @@ pub async fn fan_in_concurrent<S: Store>(s: Arc<S>) {
             let job = job.clone();
             let r = req(&plan, "w", &format!("p{}", (i * 3 + round * 11) % 70));
             handles.push(tokio::spawn(async move {
-                s.record_arrivals(&job, &[r]).await.unwrap()[0]
+                (r.pos, s.record_arrivals(&job, &[r]).await.unwrap()[0])
             }));
         }
     }
-    let mut completions = 0;
+    let mut completing = Vec::new();
     let mut firsts = 0;
     for h in handles {
-        let a = h.await.unwrap();
-        completions += usize::from(a.completes());
+        let (pos, a) = h.await.unwrap();
+        if a.completes() {
+            completing.push((pos, a.first_time));
+        }
         firsts += usize::from(a.first_time);
     }
-    assert_eq!(completions, 1, "exactly one arrival completes the fan-in");
+    assert_one_completer(&completing);
     assert_eq!(firsts, 70, "each parent is first exactly once");
+    // Afterwards, every re-arrival of the completer (and only of it) completes.
+    let completer = completing[0].0;
+    for pos in 0..70 {
+        let r = req(&plan, "w", &format!("p{pos}"));
+        let a = s.record_arrivals(&job, &[r]).await.unwrap()[0];
+        assert_eq!(a.completes(), r.pos == completer, "p{pos}: {a:?}");
+    }
     s.delete_job(&job).await.unwrap();
+}
+
+/// Of concurrent arrivals (each parent several times), the ones told `completes` are all of
+/// one parent, and its first-time arrival is among them. Its duplicates may be told too
+/// (when they ran after it), never another parent's.
+fn assert_one_completer(completing: &[(u32, bool)]) {
+    assert!(!completing.is_empty(), "no arrival completes the fan-in");
+    assert!(
+        completing.iter().all(|(p, _)| *p == completing[0].0),
+        "more than one parent was told it completes: {completing:?}"
+    );
+    assert_eq!(
+        completing.iter().filter(|(_, first)| *first).count(),
+        1,
+        "exactly one first-time arrival completes: {completing:?}"
+    );
 }
 
 pub async fn outputs<S: Store>(s: &S) {
@@ -631,6 +705,12 @@ macro_rules! store_conformance_tests {
         $crate::__conformance_test!(
             conformance_fan_in_is_idempotent,
             fan_in_is_idempotent,
+            ref,
+            $fixture
+        );
+        $crate::__conformance_test!(
+            conformance_fan_in_retry_repeats_every_answer,
+            fan_in_retry_repeats_every_answer,
             ref,
             $fixture
         );

@@ -1,8 +1,9 @@
 //! The in-memory store: the embedded mode's backend, a first-class implementation that
 //! passes the same conformance suite as Redis.
 //!
-//! Per job, fan-in records are atomic bitmaps plus counters and outputs are write-once cells,
-//! both indexed by task: recording an arrival is two atomic operations, with no lock.
+//! Per job, fan-in records are atomic bitmaps plus counters (and the completer's position)
+//! and outputs are write-once cells, all indexed by task: recording an arrival is two or
+//! three atomic operations, with no lock.
 
 use super::*;
 use crate::messages::JobState;
@@ -42,6 +43,9 @@ struct JobEntry {
     off: Vec<u32>,
     words: Vec<AtomicU64>,
     count: Vec<AtomicU32>,
+    /// Per task, the completer's position plus one (0 until the set is complete), so that a
+    /// re-arrival of the completer is told `completes` again.
+    completer: Vec<AtomicU32>,
     /// Per task, how many distinct parents arrived skipped; made on the first skipped
     /// arrival, so jobs without conditional branches never pay for it.
     skipped: OnceLock<Vec<AtomicU32>>,
@@ -117,6 +121,7 @@ impl JobEntry {
             state: Mutex::new(JobState::Running),
             words: (0..total).map(|_| AtomicU64::new(0)).collect(),
             count: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            completer: (0..n).map(|_| AtomicU32::new(0)).collect(),
             skipped: OnceLock::new(),
             outputs: (0..n).map(|_| OnceLock::new()).collect(),
             off,
@@ -238,10 +243,19 @@ impl JobEntry {
                 .get_or_init(|| (0..n).map(|_| AtomicU32::new(0)).collect())[c]
                 .fetch_add(1, Ordering::AcqRel);
         }
-        let arrived = if first_time {
-            self.count[c].fetch_add(1, Ordering::AcqRel) + 1
+        let (arrived, completer) = if first_time {
+            let arrived = self.count[c].fetch_add(1, Ordering::AcqRel) + 1;
+            if arrived == needed {
+                self.completer[c].store(r.pos + 1, Ordering::Release);
+            }
+            (arrived, arrived == needed)
         } else {
-            self.count[c].load(Ordering::Acquire)
+            // A re-arrival: the completer is told so again. A duplicate racing the
+            // completer's first arrival may not see it yet; then the first one goes on.
+            let arrived = self.count[c].load(Ordering::Acquire);
+            let completer =
+                arrived == needed && self.completer[c].load(Ordering::Acquire) == r.pos + 1;
+            (arrived, completer)
         };
         let skipped = self
             .skipped
@@ -252,6 +266,7 @@ impl JobEntry {
             needed,
             first_time,
             skipped,
+            completer,
         })
     }
 }

@@ -46,6 +46,13 @@ pub struct FlaggedArrival {
 }
 
 /// The fan-in record after an arrival.
+///
+/// The record is idempotent in its count **and in its answer**: the parent whose first
+/// arrival completed the set (the *completer*) is told [`Arrival::completes`] again on every
+/// re-arrival (a lost reply and a retry, a redelivery after a crash, a client resend), so
+/// that a re-run of the completer continues into the child instead of stranding it. Two
+/// copies of the completer may then both continue; write-once outputs and the engine's
+/// result dedup make that safe.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Arrival {
     /// Distinct parents recorded so far.
@@ -53,19 +60,24 @@ pub struct Arrival {
     pub needed: u32,
     /// False when this parent had already been recorded (a retry or a duplicate).
     pub first_time: bool,
-    /// Distinct parents recorded as skipped so far. Exact for the arrival that completes
-    /// the set (every other parent's record happened before it); a lower bound otherwise.
+    /// Distinct parents recorded as skipped so far. Exact for every arrival of the
+    /// completer (every other parent's record happened before it); a lower bound otherwise.
     #[serde(default)]
     pub skipped: u32,
+    /// This parent is the completer: its first arrival completed the set. True on its first
+    /// arrival and on every re-arrival after it, false for every other parent.
+    #[serde(default)]
+    pub completer: bool,
 }
 
 impl Arrival {
-    /// Whether this arrival completed the set: exactly one arrival per child sees this.
+    /// Whether this parent goes on into the child: it is the one whose arrival completed the
+    /// set. Exactly one parent per child sees this, on each of its arrivals.
     pub fn completes(&self) -> bool {
-        self.first_time && self.arrived == self.needed
+        self.completer
     }
 
-    /// For the arrival that completes the set: whether the child is skipped because of its
+    /// For the completer's arrival: whether the child is skipped because of its
     /// dependencies, under its [`crate::dag::Join`] mode (`all`: any parent skipped; `any`:
     /// every parent skipped). Its guard, if any, is checked when it runs.
     pub fn skips(&self, join: crate::dag::Join) -> bool {
@@ -98,8 +110,9 @@ pub trait JobStore: Send + Sync + 'static {
 
 /// Idempotent fan-in records.
 pub trait FanInStore: Send + Sync + 'static {
-    /// Records each arrival atomically and idempotently: a parent recorded twice counts once.
-    /// Every parent arrives as completed (not skipped).
+    /// Records each arrival atomically and idempotently: a parent recorded twice counts once,
+    /// and the completer is told so on each of its arrivals ([`Arrival::completes`]). Every
+    /// parent arrives as completed (not skipped).
     fn record_arrivals(
         &self,
         job: &JobId,

@@ -4,7 +4,9 @@
 //! The job's arrivals are one bitmap, `rk:{job}:arr`, where task `t`'s parents own bits
 //! `off[t]..off[t] + needed(t)` (offsets from the cached plan), and one hash of counters,
 //! `rk:{job}:cnt`. A parent's bit is set once and counted only when it was clear, so a
-//! retried call (after a lost reply, say) never counts twice. Skipped parents (DESIGN §8)
+//! retried call (after a lost reply, say) never counts twice. The arrival that completes a
+//! child's set replaces its counter with `c<bit>` (the completer's bit), so that the
+//! completer's re-arrivals are answered `completes` again. Skipped parents (DESIGN §8)
 //! also count in field `s<child>` of the counters, in the same script and just as
 //! idempotently.
 
@@ -82,8 +84,9 @@ impl RedisStore {
             }
             inv.arg(bit).arg(r.child.0);
             if flagged {
-                inv.arg(u8::from(skipped)).arg(needed);
+                inv.arg(u8::from(skipped));
             }
+            inv.arg(needed);
             needs.push(needed);
         }
         if needs.is_empty() {
@@ -94,7 +97,7 @@ impl RedisStore {
             .await
             .map_err(|e| self.err(e, Some(job), &key))?;
         let out = reply::flat(out);
-        let width = if flagged { 3 } else { 2 };
+        let width = if flagged { 4 } else { 3 };
         if out.len() != needs.len() * width {
             return Err(StoreError::Corrupt {
                 key,
@@ -108,7 +111,8 @@ impl RedisStore {
                 arrived: reply::as_u64(&vals[0]).unwrap_or(0) as u32,
                 needed,
                 first_time: reply::as_u64(&vals[1]) == Some(1),
-                skipped: vals.get(2).and_then(reply::as_u64).unwrap_or(0) as u32,
+                completer: reply::as_u64(&vals[2]) == Some(1),
+                skipped: vals.get(3).and_then(reply::as_u64).unwrap_or(0) as u32,
             })
             .collect())
     }

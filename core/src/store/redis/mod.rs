@@ -10,7 +10,7 @@
 //! | `rk:{job}:plan` | string | the [`JobPlan`] (MessagePack); written once (`SET NX`) |
 //! | `rk:{job}:state` | string | the [`JobState`]; its existence is the job's existence |
 //! | `rk:{job}:arr` | bitmap | fan-in: one bit per (child, parent position) |
-//! | `rk:{job}:cnt` | hash | fan-in: child index → parents arrived |
+//! | `rk:{job}:cnt` | hash | fan-in: child index → parents arrived, then `c<bit>` (the completer) once complete |
 //! | `rk:{job}:out` | hash | task index → output [`Payload`] (write-once, `HSETNX`) |
 //! | `rk:{job}:events` | stream | event n has id `n-1`, field `e`; wake-up markers have field `w` |
 //! | `rk:{job}:evseq` | string | events appended so far |

@@ -71,22 +71,39 @@ redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return redis.call('SMEMBERS', KEYS[4])
 ";
 
-/// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child)
-/// pairs. Sets each parent's bit, and counts it only when it was clear: a retried or
-/// duplicated arrival counts once. Returns (arrived, first_time) pairs.
+/// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child,
+/// needed) triples. Sets each parent's bit, and counts it only when it was clear: a retried
+/// or duplicated arrival counts once. The arrival that completes the set replaces the count
+/// field with `c<bit>`, naming the completer, so that its re-arrivals are told `completes`
+/// again (no other write can follow: every bit is set). Returns (arrived, first_time,
+/// completer) triples.
 const FAN_IN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
 local out = {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
+  local child, needed = ARGV[i + 1], tonumber(ARGV[i + 2])
+  local arrived, first, completer = 0, 0, 0
   if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
-    out[#out + 1] = redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
-    out[#out + 1] = 1
+    arrived = redis.call('HINCRBY', KEYS[3], child, 1)
+    first = 1
+    if arrived == needed then
+      redis.call('HSET', KEYS[3], child, 'c' .. ARGV[i])
+      completer = 1
+    end
   else
-    out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], ARGV[i + 1]) or '0')
-    out[#out + 1] = 0
+    local v = redis.call('HGET', KEYS[3], child) or '0'
+    if string.sub(v, 1, 1) == 'c' then
+      arrived = needed
+      if string.sub(v, 2) == ARGV[i] then completer = 1 end
+    else
+      arrived = tonumber(v)
+    end
   end
+  out[#out + 1] = arrived
+  out[#out + 1] = first
+  out[#out + 1] = completer
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
@@ -97,32 +114,42 @@ return out
 /// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child,
 /// skipped 0/1, needed) quads. A first-time skipped arrival also increments field
 /// `s<child>` of the counters hash, before the count, in this one script: the skip counts
-/// once, exactly like the arrival. Returns (arrived, first_time, skipped) triples; `skipped`
-/// is read only for the arrival that completes the set (0 otherwise, a lower bound).
+/// once, exactly like the arrival. Returns (arrived, first_time, completer, skipped) quads;
+/// `skipped` is exact for every arrival of the completer (0 otherwise, a lower bound).
 const FAN_IN_FLAGGED: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
 local out = {}
 for i = 2, #ARGV, 4 do
-  local child = ARGV[i + 1]
+  local child, needed = ARGV[i + 1], tonumber(ARGV[i + 3])
   local skips = 0
-  local arrived, first
+  local arrived, first, completer = 0, 0, 0
   if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
     if ARGV[i + 2] == '1' then
       skips = redis.call('HINCRBY', KEYS[3], 's' .. child, 1)
     end
     arrived = redis.call('HINCRBY', KEYS[3], child, 1)
     first = 1
+    if arrived == needed then
+      redis.call('HSET', KEYS[3], child, 'c' .. ARGV[i])
+      completer = 1
+    end
   else
-    arrived = tonumber(redis.call('HGET', KEYS[3], child) or '0')
-    first = 0
+    local v = redis.call('HGET', KEYS[3], child) or '0'
+    if string.sub(v, 1, 1) == 'c' then
+      arrived = needed
+      if string.sub(v, 2) == ARGV[i] then completer = 1 end
+    else
+      arrived = tonumber(v)
+    end
   end
-  if arrived == tonumber(ARGV[i + 3]) and skips == 0 then
+  if completer == 1 then
     skips = tonumber(redis.call('HGET', KEYS[3], 's' .. child) or '0')
   end
   out[#out + 1] = arrived
   out[#out + 1] = first
+  out[#out + 1] = completer
   out[#out + 1] = skips
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
