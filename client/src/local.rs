@@ -4,6 +4,7 @@ use rukong_core::ExecClass;
 use rukong_core::dag::DagSpec;
 use rukong_core::error::{DagError, StoreError};
 use rukong_core::plan::JobConfig;
+use rukong_core::store::Store;
 use rukong_core::store::memory::{DEFAULT_MAX_OBJECT, MemoryStore};
 use rukong_engine::{Engine, EngineConfig, EngineError, JobReport, Progress, SubmitError};
 use rukong_executor::{ExecutorConfig, ExecutorHandle, GpuConfig, Registry};
@@ -35,6 +36,11 @@ pub struct LocalConfig {
     /// tasks that ask for `resources: {gpu: N}`; without one, such jobs are rejected at
     /// submission.
     pub gpu: GpuConfig,
+    /// An invocation left for redelivery (a store call failed) is taken up again after
+    /// this long; a running walk refreshes its claim meanwhile. `None` never redelivers.
+    pub visibility_timeout: Option<Duration>,
+    /// Deliveries of one invocation before its job fails.
+    pub max_deliveries: u32,
 }
 
 impl Default for LocalConfig {
@@ -52,6 +58,8 @@ impl Default for LocalConfig {
             registry: Registry::with_builtins(),
             max_object: DEFAULT_MAX_OBJECT,
             gpu: GpuConfig::default(),
+            visibility_timeout: Some(Duration::from_secs(10)),
+            max_deliveries: 5,
         }
     }
 }
@@ -79,25 +87,35 @@ impl From<SubmitError> for RunError {
     }
 }
 
-pub type LocalEngine = Engine<MemoryStore, LocalProxy<MemoryStore>>;
+/// The embedded engine over a store `S` (the in-memory one by default).
+pub type LocalEngine<S = MemoryStore> = Engine<S, LocalProxy<S>>;
 
 /// A running embedded deployment. Jobs run on its executor's slot threads; the calling
 /// thread only waits. Dropping it stops the executor.
-pub struct Local {
+pub struct Local<S: Store = MemoryStore> {
     rt: tokio::runtime::Runtime,
-    store: Arc<MemoryStore>,
-    engine: LocalEngine,
+    store: Arc<S>,
+    engine: LocalEngine<S>,
     executor: Option<ExecutorHandle>,
     gpu_executor: Option<ExecutorHandle>,
     slots: usize,
 }
 
 impl Local {
+    /// The embedded mode: everything in this process, on the in-memory store.
     pub fn start(config: LocalConfig) -> Result<Local, RunError> {
+        let store = Arc::new(MemoryStore::with_max_object(config.max_object));
+        Local::with_store(config, store)
+    }
+}
+
+impl<S: Store> Local<S> {
+    /// Engine, executors and proxy in this process over `store` (any implementation: a
+    /// Redis store, or a test wrapper around one).
+    pub fn with_store(config: LocalConfig, store: Arc<S>) -> Result<Local<S>, RunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let store = Arc::new(MemoryStore::with_max_object(config.max_object));
         let proxy = Arc::new(LocalProxy::with_max_object(
             store.clone(),
             config.max_object,
@@ -114,12 +132,20 @@ impl Local {
             engine_config,
             registry.names().map(str::to_owned),
         );
-        let mut exec_config = ExecutorConfig::new(slots);
+        let queue = |mut c: ExecutorConfig| {
+            c.visibility_timeout = config.visibility_timeout;
+            if let Some(v) = config.visibility_timeout {
+                c.reclaim_every = c.reclaim_every.min(v / 3);
+            }
+            c.max_deliveries = config.max_deliveries;
+            c
+        };
+        let mut exec_config = queue(ExecutorConfig::new(slots));
         if let Some(t) = config.executor_threads {
             exec_config.threads = t.clamp(1, slots);
         }
         let gpu_executor = if gpu {
-            let mut c = ExecutorConfig::new(1);
+            let mut c = queue(ExecutorConfig::new(1));
             c.id = rukong_core::ExecutorId::new(format!("{}-gpu", exec_config.id));
             c.class = ExecClass::Gpu;
             c.gpu = config.gpu;
@@ -143,11 +169,11 @@ impl Local {
         })
     }
 
-    pub fn engine(&self) -> &LocalEngine {
+    pub fn engine(&self) -> &LocalEngine<S> {
         &self.engine
     }
 
-    pub fn store(&self) -> &Arc<MemoryStore> {
+    pub fn store(&self) -> &Arc<S> {
         &self.store
     }
 
@@ -188,7 +214,7 @@ impl Local {
     }
 }
 
-impl Drop for Local {
+impl<S: Store> Drop for Local<S> {
     fn drop(&mut self) {
         if let Some(e) = self.executor.take() {
             e.stop();

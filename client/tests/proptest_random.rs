@@ -14,16 +14,24 @@
 //! Blobs are mostly tiny, some straddle the 64 KiB inline limit, a few reach 300 KB. Hubs and
 //! wide layers make fan-outs and fan-ins of 10 or more.
 //!
-//! Cases: 64 by default; set `PROPTEST_CASES` to change it.
+//! A third test runs the same DAGs through a store that loses requests and replies (see
+//! [`Faulty`]), over the in-memory store and over a real Redis: the results must be the
+//! same as without faults, and no job may hang.
+//!
+//! Cases: 64 by default; set `PROPTEST_CASES` to change it (a quarter of them for the
+//! fault test).
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use rukong_client::{DagSpec, JobReport, Local, LocalConfig};
 use rukong_core::dag::TaskSpec;
 use rukong_core::messages::JobState;
+use rukong_core::store::Store;
+use rukong_core::testing::{FaultRates, Faulty, RedisServer};
 use rukong_core::{TaskId, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -122,8 +130,8 @@ fn check_report(
     }
 }
 
-fn run_and_check(
-    local: &Local,
+fn run_and_check<S: Store>(
+    local: &Local<S>,
     label: &str,
     spec: &DagSpec,
     reference: &HashMap<TaskId, Outcome>,
@@ -229,6 +237,100 @@ fn random_dags_match_the_reference() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+// ----------------------------------------------------------------------------------------
+// Lost requests and lost replies
+// ----------------------------------------------------------------------------------------
+
+/// One store call in 40 fails before it is made, one in 40 after (its reply lost); a
+/// failed invocation is redelivered after 300 ms.
+fn faulty_config(seed: u64) -> (LocalConfig, FaultRates) {
+    let mut config = LocalConfig {
+        slots: 3,
+        visibility_timeout: Some(Duration::from_millis(300)),
+        max_deliveries: 1000,
+        ..LocalConfig::default()
+    };
+    config.engine.job.inline_limit = 64;
+    config.engine.job.proxy_fanout = 4;
+    // A stall fails the job at once: with completer-stable fan-ins nothing may stall, and
+    // a replay would hide it.
+    config.engine.stall.after = Duration::from_secs(5);
+    config.engine.stall.max_redrives = 0;
+    let rates = FaultRates {
+        seed,
+        before_one_in: 40,
+        after_one_in: 40,
+    };
+    (config, rates)
+}
+
+fn fault_totals<S: Store>(label: &str, f: &Faulty<S>) -> (u64, u64, u64) {
+    let t = f.totals();
+    eprintln!(
+        "{label}: {} store calls, {} failed before, {} replies lost",
+        t.0, t.1, t.2
+    );
+    t
+}
+
+#[test]
+fn random_dags_match_the_reference_when_requests_and_replies_are_lost() {
+    let (config, rates) = faulty_config(11);
+    let memory = Arc::new(Faulty::new(
+        Arc::new(rukong_core::store::memory::MemoryStore::new()),
+        rates,
+    ));
+    let on_memory = Local::with_store(config, memory.clone()).expect("start on memory");
+
+    // The Redis store's connection tasks run on a runtime of their own, which lives as long
+    // as the test.
+    let server = RedisServer::start();
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = io
+        .block_on(rukong_core::store::redis::RedisStore::connect(
+            rukong_core::store::redis::RedisConfig {
+                url: server.url(),
+                ..Default::default()
+            },
+        ))
+        .expect("connect to the test Redis");
+    let (config, rates) = faulty_config(12);
+    let redis = Arc::new(Faulty::new(Arc::new(redis), rates));
+    let on_redis = Local::with_store(config, redis.clone()).expect("start on Redis");
+
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: (cases() / 4).max(4),
+        failure_persistence: None,
+        max_shrink_iters: 50,
+        ..ProptestConfig::default()
+    });
+    let started = Instant::now();
+    let result = runner.run(&dag_gene(), |g| {
+        let case = build(&g);
+        let reference = evaluate(&case.topo);
+        let ok_a = run_and_check(&on_memory, "faulty memory", &case.spec, &reference)?;
+        let ok_b = run_and_check(&on_redis, "faulty redis", &case.spec, &reference)?;
+        prop_assert_eq!(ok_a, ok_b);
+        Ok(())
+    });
+    eprintln!("lost-reply cases in {:.1?}", started.elapsed());
+    let m = fault_totals("faulty memory", &memory);
+    let r = fault_totals("faulty redis", &redis);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(
+        m.1 > 0 && m.2 > 0 && r.1 > 0 && r.2 > 0,
+        "faults were injected"
+    );
+    drop(on_redis);
+    drop(io);
 }
 
 // ----------------------------------------------------------------------------------------

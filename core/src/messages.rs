@@ -174,6 +174,10 @@ pub struct WalkStats {
     /// were dropped unused, µs (device executors).
     #[serde(default)]
     pub warm_idle_us: u64,
+    /// Times the engine found the job stalled (nothing moving, nothing queued) and replayed
+    /// it from its sources.
+    #[serde(default)]
+    pub redrives: u32,
 }
 
 impl WalkStats {
@@ -197,6 +201,7 @@ impl WalkStats {
         self.hint_init_us += o.hint_init_us;
         self.warm_idle_us += o.warm_idle_us;
         self.skipped += o.skipped;
+        self.redrives += o.redrives;
     }
 }
 

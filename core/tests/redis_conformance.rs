@@ -603,6 +603,7 @@ async fn a_job_runs_through_a_redis_cluster() {
     rukong_core::store::conformance::fan_in_concurrent(s.clone()).await;
     rukong_core::store::conformance::fan_in_counts_skipped_parents(&*s).await;
     rukong_core::store::conformance::outputs(&*s).await;
+    rukong_core::store::conformance::stall_queries(&*s).await;
     rukong_core::store::conformance::objects(&*s).await;
     rukong_core::store::conformance::queue(&*s).await;
     rukong_core::store::conformance::queue_wakes_a_waiting_puller(s.clone()).await;

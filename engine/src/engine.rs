@@ -2,6 +2,7 @@
 //! schedule, start its sources, and follow its events to the end. After the sources are
 //! enqueued the engine is off the hot path: executors coordinate through the store.
 
+use crate::stall::{StallWatch, Verdict};
 use crate::tracker::JobTracker;
 use rukong_core::dag::{DagSpec, validate};
 use rukong_core::error::{DagError, StoreError};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub limits: Limits,
     /// Data passing and batching for each job.
@@ -26,6 +27,24 @@ pub struct EngineConfig {
     /// `reactive` (none, the default), `speculative`, `jit`, or `oracle` (benchmarks).
     pub warmup: crate::warmup::WarmupMode,
     pub warmup_config: crate::warmup::WarmupConfig,
+    /// When a job that stopped moving is replayed, then failed.
+    pub stall: crate::stall::StallConfig,
+    /// How long the store may keep failing (retryable errors) before a wait gives up.
+    pub store_outage: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            job: JobConfig::default(),
+            gpu_available: false,
+            warmup: crate::warmup::WarmupMode::default(),
+            warmup_config: crate::warmup::WarmupConfig::default(),
+            stall: crate::stall::StallConfig::default(),
+            store_outage: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Why a submission was refused. `Invalid` is never retryable; `Store` follows
@@ -205,7 +224,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         if let Some(a) = &self.admission {
             return Ok(a.clone());
         }
-        let execs = self.store.executors().await?;
+        let execs = retrying(self.config.store_outage, || self.store.executors()).await?;
         if execs.is_empty() {
             return Err(SubmitError::NoExecutors);
         }
@@ -279,7 +298,9 @@ impl<S: Store, P: Proxy> Engine<S, P> {
 
     /// Stores a prepared plan and enqueues its sources, batched.
     pub async fn start(&self, plan: Arc<JobPlan>) -> Result<JobId, StoreError> {
-        self.store.put_job(plan.clone()).await?;
+        let outage = self.config.store_outage;
+        // Storing a job twice is a no-op, so a lost reply is simply retried.
+        retrying(outage, || self.store.put_job(plan.clone())).await?;
         self.enqueue_sources(&plan).await?;
         Ok(plan.job.clone())
     }
@@ -300,7 +321,11 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         let invs = step::pack(&plan.job, &plan.config, &sends, |_| Payload::Skipped);
         for (class, invs) in [ExecClass::Cpu, ExecClass::Gpu].into_iter().zip(invs) {
             for batch in invs.chunks(1024) {
-                self.store.push(class, batch.to_vec()).await?;
+                // A push retried after a lost reply enqueues duplicates: harmless.
+                retrying(self.config.store_outage, || {
+                    self.store.push(class, batch.to_vec())
+                })
+                .await?;
             }
         }
         Ok(())
@@ -317,9 +342,11 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         mut on_progress: impl FnMut(Progress),
     ) -> Result<JobReport, EngineError> {
         let started = submitted;
-        let plan = self.store.get_job(job).await?;
+        let outage = self.config.store_outage;
+        let plan = retrying(outage, || self.store.get_job(job)).await?;
         let total = plan.dag.len() as u64;
         let mut tracker = JobTracker::new(plan.clone());
+        let mut stall = StallWatch::new(self.config.stall);
         let mut cursor = 0;
         let state = loop {
             if let Some(limit) = timeout
@@ -330,10 +357,11 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                     after: limit,
                 });
             }
-            let batch = self
-                .store
-                .read_events(job, cursor, 65_536, Duration::from_millis(200))
-                .await?;
+            let batch = retrying(outage, || {
+                self.store
+                    .read_events(job, cursor, 65_536, Duration::from_millis(200))
+            })
+            .await?;
             cursor = batch.next;
             let got_any = !batch.events.is_empty();
             for e in batch.events {
@@ -346,17 +374,30 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             match tracker.state() {
                 JobState::Running => {}
                 s => {
-                    self.store.set_job_state(job, s.clone()).await?;
+                    retrying(outage, || self.store.set_job_state(job, s.clone())).await?;
                     break s;
                 }
             }
-            if !got_any {
-                // Nothing new: the job may have ended without an event (cancelled, or an
-                // executor failed it on a backend error).
-                let s = self.store.job_state(job).await?;
-                if s.is_finished() {
-                    break s;
+            if got_any {
+                stall.progressed();
+                continue;
+            }
+            // Nothing new: the job may have ended without an event (cancelled, or an
+            // executor failed it on a backend error), or stopped moving.
+            let s = retrying(outage, || self.store.job_state(job)).await?;
+            if s.is_finished() {
+                break s;
+            }
+            match stall.check(self, job, &tracker).await {
+                Ok(Verdict::Stuck(failed)) => {
+                    retrying(outage, || self.store.set_job_state(job, failed.clone())).await?;
+                    break failed;
                 }
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(%job, error = %e, "stall check failed; trying again later");
+                }
+                Err(e) => return Err(e.into()),
             }
         };
         if state == JobState::Succeeded && plan.config.trace {
@@ -421,11 +462,18 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             // Callers report skipped outputs as skipped; a marker has no value.
             Payload::Skipped => Ok(Value::Null),
             Payload::Object(key) => {
-                let bytes = self.proxy.get_object(&key).await?.ok_or_else(|| {
-                    EngineError::MissingOutput {
-                        job: job.clone(),
-                        task: task.clone(),
+                let t0 = Instant::now();
+                let got = loop {
+                    match self.proxy.get_object(&key).await {
+                        Err(e) if e.is_retryable() && t0.elapsed() < self.config.store_outage => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        r => break r,
                     }
+                };
+                let bytes = got?.ok_or_else(|| EngineError::MissingOutput {
+                    job: job.clone(),
+                    task: task.clone(),
                 })?;
                 Value::from_msgpack(&bytes).map_err(|e| EngineError::CorruptOutput {
                     job: job.clone(),
@@ -442,15 +490,21 @@ impl<S: Store, P: Proxy> Engine<S, P> {
 
     /// Cancels a job: executors stop picking up its invocations.
     pub async fn cancel(&self, job: &JobId) -> Result<(), StoreError> {
-        match self.store.job_state(job).await? {
-            JobState::Running => self.store.set_job_state(job, JobState::Cancelled).await,
+        let outage = self.config.store_outage;
+        match retrying(outage, || self.store.job_state(job)).await? {
+            JobState::Running => {
+                retrying(outage, || {
+                    self.store.set_job_state(job, JobState::Cancelled)
+                })
+                .await
+            }
             _ => Ok(()),
         }
     }
 
     /// Frees every key of a finished job.
     pub async fn release(&self, job: &JobId) -> Result<(), StoreError> {
-        self.store.delete_job(job).await
+        retrying(self.config.store_outage, || self.store.delete_job(job)).await
     }
 }
 
@@ -484,4 +538,28 @@ pub fn traced_tasks(tracker: &JobTracker) -> Vec<TracedTask> {
             },
         })
         .collect()
+}
+
+/// Runs `op` until it succeeds, fails for good, or the store has been failing with
+/// retryable errors (a lost reply, a restart) for `outage`. For idempotent store calls
+/// only.
+pub(crate) async fn retrying<T, Fut>(
+    outage: Duration,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let t0 = Instant::now();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match op().await {
+            Err(e) if e.is_retryable() && t0.elapsed() < outage => {
+                tracing::debug!(error = %e, "store call failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
 }

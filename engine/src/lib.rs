@@ -11,6 +11,8 @@
 //! - [`service`]: [`JobService`], the cluster engine: submits jobs and follows each one to
 //!   its end; stateless apart from the store.
 //! - [`http`]: the HTTP API over a [`JobService`].
+//! - [`stall`]: stall detection: a job with nothing moving and nothing queued is replayed
+//!   from its sources, then failed with an error that names what it waits on.
 //! - [`warmup`]: speculative warm-up: modes, the pure hint planner, C_d / C_r accounting,
 //!   and a deterministic simulator.
 
@@ -18,6 +20,7 @@ pub mod engine;
 pub mod hints;
 pub mod http;
 pub mod service;
+pub mod stall;
 pub mod tracker;
 pub mod warmup;
 
@@ -26,3 +29,4 @@ pub use engine::{
     Transfer, traced_tasks,
 };
 pub use service::{JobService, ServiceConfig};
+pub use stall::StallConfig;

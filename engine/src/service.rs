@@ -4,6 +4,7 @@
 //! a retention period (so clients can fetch outputs), then every key is freed.
 
 use crate::engine::{Engine, EngineError, SubmitError};
+use crate::stall::{StallWatch, Verdict};
 use crate::tracker::JobTracker;
 use rukong_core::dag::DagSpec;
 use rukong_core::error::StoreError;
@@ -191,6 +192,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             }
         };
         *lock(&f.tracker) = Some(JobTracker::new(plan));
+        let mut stall = StallWatch::new(self.engine.config().stall);
         let mut cursor = 0;
         let final_state = loop {
             let batch = match store
@@ -226,13 +228,35 @@ impl<S: Store, P: Proxy> JobService<S, P> {
                 }
                 break implied;
             }
-            if !got_any {
-                match store.job_state(&job).await {
-                    Ok(s) if s.is_finished() => break s,
-                    Ok(_) => {}
-                    Err(StoreError::UnknownJob(_)) => break JobState::Cancelled,
-                    Err(e) => *lock(&f.store_error) = Some(e.to_string()),
+            if got_any {
+                stall.progressed();
+                continue;
+            }
+            match store.job_state(&job).await {
+                Ok(s) if s.is_finished() => break s,
+                Ok(_) => {}
+                Err(StoreError::UnknownJob(_)) => break JobState::Cancelled,
+                Err(e) => *lock(&f.store_error) = Some(e.to_string()),
+            }
+            if !stall.due() {
+                continue;
+            }
+            // A snapshot of the view: the check awaits the store.
+            let Some(view) = lock(&f.tracker).as_ref().map(JobTracker::snapshot) else {
+                break JobState::Cancelled;
+            };
+            let verdict = stall.check(&self.engine, &job, &view).await;
+            match verdict {
+                Ok(Verdict::Stuck(failed)) => {
+                    tracing::error!(%job, state = ?failed, "job stalled");
+                    if let Err(e) = store.set_job_state(&job, failed.clone()).await {
+                        tracing::warn!(%job, error = %e, "could not record the job's end");
+                    }
+                    break failed;
                 }
+                Ok(_) => {}
+                Err(StoreError::UnknownJob(_)) => break JobState::Cancelled,
+                Err(e) => *lock(&f.store_error) = Some(e.to_string()),
             }
         };
         if final_state == JobState::Succeeded {

@@ -89,6 +89,29 @@ impl JobTracker {
         }
     }
 
+    /// A copy of what decides completion (sinks seen, outputs in hand), without the stats
+    /// and spans.
+    pub fn snapshot(&self) -> JobTracker {
+        JobTracker {
+            plan: self.plan.clone(),
+            sink_seen: self.sink_seen.clone(),
+            sinks_done: self.sinks_done,
+            outputs: self.outputs.clone(),
+            stats: WalkStats::default(),
+            failure: self.failure.clone(),
+            spans: Vec::new(),
+            spanned: Vec::new(),
+            spanned_count: 0,
+        }
+    }
+
+    /// The sinks that have not reported yet, in task order.
+    pub fn unfinished_sinks(&self) -> impl Iterator<Item = TaskIdx> + '_ {
+        let dag = &self.plan.dag;
+        dag.tasks()
+            .filter(move |&t| dag.is_sink(t) && !self.sink_seen[t.get()])
+    }
+
     /// Every sink finished and every requested output arrived.
     pub fn is_complete(&self) -> bool {
         self.sinks_done == self.plan.dag.sink_count() && self.outputs.iter().all(Option::is_some)

@@ -298,23 +298,13 @@ pub async fn run_invocation<S: Store, P: Proxy>(
              while running this task; giving up"
         );
         tracing::error!(%job, %task, deliveries, "poison invocation");
-        let _ = svc
-            .store
-            .append_events(
-                &job,
-                vec![Event::TaskFailed {
-                    task: culprit.unwrap_or(TaskIdx(0)),
-                    id: task.clone(),
-                    attempts: deliveries,
-                    error: error.clone(),
-                }],
-            )
-            .await;
-        let _ = svc
-            .store
-            .set_job_state(&job, JobState::Failed { task, error })
-            .await;
-        return Disposition::Ack;
+        let failed = Event::TaskFailed {
+            task: culprit.unwrap_or(TaskIdx(0)),
+            id: task.clone(),
+            attempts: deliveries,
+            error: error.clone(),
+        };
+        return record_failure(svc, &job, Some(failed), JobState::Failed { task, error }).await;
     }
     let mut w = Walker {
         svc,
@@ -329,24 +319,66 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         spans: Vec::new(),
     };
     let outcome = w.walk_all(inv.starts).await;
-    let disposition = match outcome {
-        Ok(()) | Err(WalkError::JobEnded) => Disposition::Ack,
+    match outcome {
+        Ok(()) | Err(WalkError::JobEnded) => {}
         Err(WalkError::Task {
             task,
             attempts,
             error,
         }) => {
-            w.fail_job(task, attempts, error).await;
-            Disposition::Ack
+            // The failure is in the events the flush appends; the state says it at once.
+            let id = w.plan.dag.id(task).clone();
+            w.events.push(Event::TaskFailed {
+                task,
+                id: id.clone(),
+                attempts,
+                error: error.clone(),
+            });
+            let failed = JobState::Failed { task: id, error };
+            if let Err(e) = svc.store.set_job_state(&job, failed).await
+                && !matches!(e, StoreError::UnknownJob(_))
+            {
+                w.flush().await.ok();
+                return settle_backend(svc, &job, e.into(), deliveries).await;
+            }
         }
         Err(e @ WalkError::Backend { .. }) => {
             // Report what was done so far, then settle the entry.
-            w.flush().await;
+            w.flush().await.ok();
             return settle_backend(svc, &job, e, deliveries).await;
         }
+    }
+    // Results must reach the event log: if they cannot, the invocation runs again (its
+    // effects are idempotent, and the engine drops duplicate results).
+    match w.flush().await {
+        Ok(()) => Disposition::Ack,
+        Err(e) => settle_backend(svc, &job, e, deliveries).await,
+    }
+}
+
+/// Records that the job failed: its failure event (if any), then its state. Retried by
+/// redelivery when the store cannot take it now, so a failure is never lost.
+async fn record_failure<S: Store, P: Proxy>(
+    svc: &Services<S, P>,
+    job: &JobId,
+    event: Option<Event>,
+    state: JobState,
+) -> Disposition {
+    let appended = match event {
+        Some(e) => svc.store.append_events(job, vec![e]).await,
+        None => Ok(()),
     };
-    w.flush().await;
-    disposition
+    let result = match appended {
+        Ok(()) => svc.store.set_job_state(job, state).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) | Err(StoreError::UnknownJob(_)) => Disposition::Ack,
+        Err(e) => {
+            tracing::warn!(%job, error = %e, "could not record the job's failure; it will be redelivered");
+            Disposition::Retry
+        }
+    }
 }
 
 /// A backend failure: retry by redelivery while attempts remain, else fail the job.
@@ -367,8 +399,7 @@ async fn settle_backend<S: Store, P: Proxy>(
                 task: "-".into(),
                 error: format!("executor {}: {error}", svc.config.id),
             };
-            let _ = svc.store.set_job_state(job, state).await;
-            Disposition::Ack
+            record_failure(svc, job, None, state).await
         }
         _ => Disposition::Ack,
     }
@@ -393,17 +424,14 @@ async fn job_ctx<S: Store, P: Proxy>(
             Some(i) => fns.push(i),
             None => {
                 let error = format!("executor {} has no function {name:?}", svc.config.id);
-                let _ = svc
-                    .store
-                    .set_job_state(
-                        job,
-                        JobState::Failed {
-                            task: "-".into(),
-                            error,
-                        },
-                    )
-                    .await;
-                return Ok(None);
+                let failed = JobState::Failed {
+                    task: "-".into(),
+                    error,
+                };
+                match svc.store.set_job_state(job, failed).await {
+                    Ok(()) | Err(StoreError::UnknownJob(_)) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
@@ -688,24 +716,9 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         }
     }
 
-    async fn fail_job(&mut self, task: TaskIdx, attempts: u32, error: String) {
-        let id = self.plan.dag.id(task).clone();
-        self.events.push(Event::TaskFailed {
-            task,
-            id: id.clone(),
-            attempts,
-            error: error.clone(),
-        });
-        let job = &self.plan.job;
-        let _ = self
-            .svc
-            .store
-            .set_job_state(job, JobState::Failed { task: id, error })
-            .await;
-    }
-
-    /// Appends this invocation's results and progress, and merges its profile.
-    async fn flush(&mut self) {
+    /// Appends this invocation's results and progress, and merges its profile. Fails when
+    /// the events could not be appended (the profile is advice: its errors are ignored).
+    async fn flush(&mut self) -> Result<(), WalkError> {
         let job = self.plan.job.clone();
         let mut events = std::mem::take(&mut self.events);
         if !self.spans.is_empty() {
@@ -718,10 +731,14 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             events.push(Event::Progress(std::mem::take(&mut self.stats)));
         }
         let branches = std::mem::take(&mut self.branches);
-        if let Err(e) = self.svc.store.append_events(&job, events).await
-            && !matches!(e, StoreError::UnknownJob(_))
+        if !events.is_empty()
+            && let Err(e) = self.svc.store.append_events(&job, events).await
         {
-            tracing::error!(%job, error = %e, "could not append events");
+            if matches!(e, StoreError::UnknownJob(_)) {
+                return Ok(());
+            }
+            tracing::warn!(%job, error = %e, "could not append events");
+            return Err(e.into());
         }
         // Branch outcomes (DESIGN §8) travel with the function timings, in one call.
         let mut profile: DagProfile = self
@@ -743,5 +760,6 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 .record_profile(self.plan.dag.name(), profile)
                 .await;
         }
+        Ok(())
     }
 }

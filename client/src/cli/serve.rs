@@ -93,6 +93,7 @@ pub async fn run_engine(s: Settings) -> Result<(), BoxError> {
         },
         gpu_available: false,
         warmup: s.engine.warmup,
+        stall: s.stall(),
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::with_live_executors(store, proxy, config));

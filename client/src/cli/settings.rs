@@ -67,6 +67,25 @@ pub struct EngineSettings {
     /// Speculative warm-up of the functions on the most likely path: reactive (none),
     /// speculative, jit or oracle.
     pub warmup: rukong_engine::warmup::WarmupMode,
+    /// A job with no events and nothing queued for this many ms is stalled (0: four
+    /// executor visibility timeouts, so that a dead executor's work is reclaimed first).
+    pub stall_after_ms: u64,
+    /// Replays of a stalled job from its sources before it fails.
+    pub stall_redrives: u32,
+}
+
+impl Settings {
+    /// The engine's stall detection, from `engine.stall_*` and the visibility timeout.
+    pub fn stall(&self) -> rukong_engine::StallConfig {
+        let after = match self.engine.stall_after_ms {
+            0 => self.executor.visibility_timeout_ms.saturating_mul(4),
+            ms => ms,
+        };
+        rukong_engine::StallConfig {
+            after: std::time::Duration::from_millis(after),
+            max_redrives: self.engine.stall_redrives,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -118,6 +137,8 @@ impl Default for EngineSettings {
             proxy_fanout: 10,
             max_tasks: 10_000_000,
             warmup: Default::default(),
+            stall_after_ms: 0,
+            stall_redrives: 2,
         }
     }
 }

@@ -542,13 +542,14 @@ impl Records {
     }
 }
 
-/// Where a crash may cut a step short: its effects up to that point are durable.
+/// Where a crash may cut a step short: right after its writes, arrivals, hand-offs or sends
+/// (what it did up to there is durable).
 #[derive(Clone, Copy, Debug)]
 enum Cut {
-    AfterWrites,
-    AfterArrivals,
-    AfterHandoffs,
-    AfterSends,
+    Writes,
+    Arrivals,
+    Handoffs,
+    Sends,
 }
 
 /// Runs the job to quiescence: a queue of invocations (lists of start tasks); each run may
@@ -582,20 +583,21 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
             for r in &step.reports {
                 reported[r.task.get()] |= r.sink;
             }
-            let cut = (crashes < 2 && rng.next_u64() % crash_one_in == 0).then(|| {
-                match rng.next_u64() % 4 {
-                    0 => Cut::AfterWrites,
-                    1 => Cut::AfterArrivals,
-                    2 => Cut::AfterHandoffs,
-                    _ => Cut::AfterSends,
-                }
-            });
-            if matches!(cut, Some(Cut::AfterWrites)) {
+            let cut =
+                (crashes < 2 && rng.next_u64().is_multiple_of(crash_one_in)).then(|| {
+                    match rng.next_u64() % 4 {
+                        0 => Cut::Writes,
+                        1 => Cut::Arrivals,
+                        2 => Cut::Handoffs,
+                        _ => Cut::Sends,
+                    }
+                });
+            if matches!(cut, Some(Cut::Writes)) {
                 crashed = true;
                 break;
             }
             let answers: Vec<Arrival> = step.arrivals.iter().map(|r| records.arrive(r)).collect();
-            if matches!(cut, Some(Cut::AfterArrivals)) {
+            if matches!(cut, Some(Cut::Arrivals)) {
                 crashed = true;
                 break;
             }
@@ -606,7 +608,7 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
                     queue.push((vec![send.task], 0));
                 }
             }
-            if matches!(cut, Some(Cut::AfterHandoffs)) {
+            if matches!(cut, Some(Cut::Handoffs)) {
                 crashed = true;
                 break;
             }
@@ -614,7 +616,7 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
             for send in out.sends.iter().chain(&out.moved) {
                 queue.push((vec![send.task], 0));
             }
-            if matches!(cut, Some(Cut::AfterSends)) {
+            if matches!(cut, Some(Cut::Sends)) {
                 crashed = true;
                 break;
             }
@@ -642,11 +644,11 @@ fn random_dag(seed: u64, n: usize) -> Dag {
     let mut y = String::from("tasks:\n");
     for i in 0..n {
         let mut deps: Vec<usize> = Vec::new();
-        if i > 0 && rng.next_u64() % 5 != 0 {
+        if i > 0 && !rng.next_u64().is_multiple_of(5) {
             let k = 1 + (rng.next_u64() % 3) as usize;
             for _ in 0..k {
                 // Favour a few hubs so that some fan-outs reach F.
-                let d = if rng.next_u64() % 3 == 0 {
+                let d = if rng.next_u64().is_multiple_of(3) {
                     (rng.next_u64() % (i as u64).min(3)) as usize
                 } else {
                     (rng.next_u64() % i as u64) as usize

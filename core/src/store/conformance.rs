@@ -406,6 +406,60 @@ fn assert_one_completer(completing: &[(u32, bool)]) {
     );
 }
 
+/// What the engine asks about a job that stopped moving: which fan-ins have parents
+/// recorded, and whether any of its invocations is still queued (waiting or pending).
+pub async fn stall_queries<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("stall"));
+    let job = plan.job.clone();
+    let other = JobId::new(unique_job("stall-other"));
+    s.put_job(plan.clone()).await.unwrap();
+    assert!(s.fan_in_counts(&job).await.unwrap().is_empty());
+    s.record_arrivals(&job, &[req(&plan, "c", "a")])
+        .await
+        .unwrap();
+    let all: Vec<ArrivalReq> = (0..70).map(|i| req(&plan, "w", &format!("p{i}"))).collect();
+    s.record_arrivals(&job, &all).await.unwrap();
+    let (c, w) = (plan.dag.lookup("c").unwrap(), plan.dag.lookup("w").unwrap());
+    let mut want = vec![(c, 1), (w, 70)];
+    want.sort_unstable();
+    assert_eq!(s.fan_in_counts(&job).await.unwrap(), want);
+
+    let me = ExecutorId::new("conformance-stall");
+    let class = ExecClass::Cpu;
+    let short = Duration::from_millis(20);
+    assert!(!s.job_queued(&job).await.unwrap());
+    s.push(ExecClass::Gpu, vec![inv(&other, 1)]).await.unwrap();
+    assert!(!s.job_queued(&job).await.unwrap(), "another job's entry");
+    assert!(s.job_queued(&other).await.unwrap());
+    s.push(class, vec![inv(&job, 1)]).await.unwrap();
+    assert!(s.job_queued(&job).await.unwrap(), "a waiting entry");
+    // Delivered and not acked: still queued (a walk may be running it).
+    let mut pulled = Vec::new();
+    while !pulled
+        .iter()
+        .any(|d: &crate::store::Delivery| d.invocation.job == job)
+    {
+        let got = s.pull(class, &me, 100, short).await.unwrap();
+        assert!(!got.is_empty(), "the pushed entry is delivered");
+        pulled.extend(got);
+    }
+    assert!(s.job_queued(&job).await.unwrap(), "a pending entry");
+    let ids: Vec<DeliveryId> = pulled.iter().map(|d| d.id).collect();
+    s.ack(class, &ids).await.unwrap();
+    assert!(!s.job_queued(&job).await.unwrap(), "acked");
+    for d in s
+        .reclaim(ExecClass::Gpu, &me, Duration::ZERO, 1000)
+        .await
+        .unwrap()
+    {
+        s.ack(ExecClass::Gpu, &[d.id]).await.unwrap();
+    }
+    while let Some(d) = s.pull(ExecClass::Gpu, &me, 100, short).await.unwrap().pop() {
+        s.ack(ExecClass::Gpu, &[d.id]).await.unwrap();
+    }
+    s.delete_job(&job).await.unwrap();
+}
+
 pub async fn outputs<S: Store>(s: &S) {
     let plan = sample_plan(&unique_job("outputs"));
     let job = plan.job.clone();
@@ -740,6 +794,7 @@ macro_rules! store_conformance_tests {
         );
         $crate::__conformance_test!(conformance_skipped_outputs, skipped_outputs, ref, $fixture);
         $crate::__conformance_test!(conformance_outputs, outputs, ref, $fixture);
+        $crate::__conformance_test!(conformance_stall_queries, stall_queries, ref, $fixture);
         $crate::__conformance_test!(conformance_objects, objects, ref, $fixture);
         $crate::__conformance_test!(conformance_queue, queue, ref, $fixture);
         $crate::__conformance_test!(

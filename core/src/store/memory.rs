@@ -214,6 +214,19 @@ impl FanInStore for MemoryStore {
         }
         Ok(out)
     }
+
+    async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
+        let entry = self.job(job)?;
+        let dag = &entry.plan.dag;
+        Ok(dag
+            .tasks()
+            .filter(|&t| dag.needed(t) > 1)
+            .filter_map(|t| {
+                let n = entry.count[t.get()].load(Ordering::Acquire);
+                (n > 0).then_some((t, n))
+            })
+            .collect())
+    }
 }
 
 impl JobEntry {
@@ -444,6 +457,14 @@ impl InvocationQueue for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn job_queued(&self, job: &JobId) -> StoreResult<bool> {
+        Ok(self.inner.queues.iter().any(|q| {
+            let s = lock(&q.state);
+            s.ready.iter().any(|(_, _, inv)| &inv.job == job)
+                || s.pending.values().any(|p| &p.invocation.job == job)
+        }))
     }
 
     async fn reclaim(

@@ -128,6 +128,14 @@ pub trait FanInStore: Send + Sync + 'static {
         job: &JobId,
         reqs: &[FlaggedArrival],
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
+
+    /// The fan-in children of `job` that have at least one parent recorded, as `(child,
+    /// arrived)`, sorted by child. For naming what a stuck job waits on; never on the hot
+    /// path.
+    fn fan_in_counts(
+        &self,
+        job: &JobId,
+    ) -> impl Future<Output = StoreResult<Vec<(TaskIdx, u32)>>> + Send;
 }
 
 /// Task outputs that fan-in children read (written before the arrival is recorded).
@@ -210,6 +218,9 @@ pub trait InvocationQueue: Send + Sync + 'static {
         consumer: &ExecutorId,
         ids: &[DeliveryId],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Whether any invocation of `job` is in the queue of any class: waiting, or delivered
+    /// and not yet acked. For the engine's stall detection; a scan, never on the hot path.
+    fn job_queued(&self, job: &JobId) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Claims for `consumer` up to `max` entries pending longer than `min_idle` (their
     /// holder is presumed dead).
     fn reclaim(

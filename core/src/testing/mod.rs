@@ -2,7 +2,10 @@
 //!
 //! - [`RedisServer`]: a throwaway `redis-server` on a free loopback port, stopped on drop.
 //! - [`RedisCluster`]: a throwaway Redis Cluster of a few such servers.
+//! - [`Faulty`]: a store wrapper that fails calls before or after performing them.
 
+mod faulty;
 mod redis_server;
 
+pub use faulty::{FaultCounts, FaultRates, Faulty};
 pub use redis_server::{RedisCluster, RedisServer};

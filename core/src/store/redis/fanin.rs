@@ -13,7 +13,7 @@
 use super::scripts::SCRIPTS;
 use super::{RedisStore, job_key, jobs::check_task, reply};
 use crate::error::StoreError;
-use crate::ids::JobId;
+use crate::ids::{JobId, TaskIdx};
 use crate::messages::job_prefix;
 use crate::store::{Arrival, ArrivalReq, FanInStore, FlaggedArrival, StoreResult};
 
@@ -38,6 +38,31 @@ impl FanInStore for RedisStore {
             reqs.iter().any(|r| r.skipped),
         )
         .await
+    }
+
+    async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
+        let cp = self.cached_plan(job).await?;
+        let key = job_key(job, "cnt");
+        let fields: Vec<(String, String)> = self
+            .query(redis::cmd("HGETALL").arg(&key))
+            .await
+            .map_err(|e| self.err(e, Some(job), &key))?;
+        let dag = &cp.plan.dag;
+        let mut out: Vec<(TaskIdx, u32)> = fields
+            .into_iter()
+            .filter_map(|(f, v)| {
+                // Skip counters are `s<child>`; a completed record is `c<bit>`.
+                let t = TaskIdx(f.parse().ok()?);
+                let n = if v.starts_with('c') {
+                    dag.needed(t)
+                } else {
+                    v.parse().ok()?
+                };
+                (t.get() < dag.len()).then_some((t, n))
+            })
+            .collect();
+        out.sort_unstable();
+        Ok(out)
     }
 }
 

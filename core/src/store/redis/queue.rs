@@ -11,7 +11,7 @@ use super::conn::code;
 use super::scripts::SCRIPTS;
 use super::{RedisStore, decode, encode, reply};
 use crate::error::StoreError;
-use crate::ids::{ExecClass, ExecutorId};
+use crate::ids::{ExecClass, ExecutorId, JobId};
 use crate::messages::Invocation;
 use crate::store::{Delivery, DeliveryId, InvocationQueue, StoreResult};
 use redis::RedisError;
@@ -20,6 +20,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const GROUP: &str = "rk-exec";
+
+/// Entries read per `XRANGE` page when scanning a stream for a job's entries.
+const SCAN_PAGE: usize = 1000;
 
 fn queue_key(class: ExecClass) -> String {
     format!("rk:q:{}", class.as_str())
@@ -135,7 +138,13 @@ impl InvocationQueue for RedisStore {
         let key = queue_key(class);
         let mut p = redis::pipe();
         for inv in &invocations {
-            p.cmd("XADD").arg(&key).arg("*").arg("i").arg(encode(inv));
+            p.cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("i")
+                .arg(encode(inv))
+                .arg("j")
+                .arg(inv.job.as_str());
         }
         let _: Vec<String> = self
             .query_pipe(&p)
@@ -231,6 +240,48 @@ impl InvocationQueue for RedisStore {
             Err(e) if no_group(&e) => Ok(()),
             Err(e) => Err(self.err(e, None, &key)),
         }
+    }
+
+    async fn job_queued(&self, job: &JobId) -> StoreResult<bool> {
+        // Acked entries are deleted, so every entry in a stream is waiting or pending.
+        for class in [ExecClass::Cpu, ExecClass::Gpu] {
+            let key = queue_key(class);
+            let mut start = "-".to_owned();
+            loop {
+                let v: redis::Value = self
+                    .query(
+                        redis::cmd("XRANGE")
+                            .arg(&key)
+                            .arg(&start)
+                            .arg("+")
+                            .arg("COUNT")
+                            .arg(SCAN_PAGE),
+                    )
+                    .await
+                    .map_err(|e| self.err(e, Some(job), &key))?;
+                let entries = reply::entries(v);
+                for e in &entries {
+                    let of_job = match e.field(b"j") {
+                        Some(j) => j == job.as_str().as_bytes(),
+                        // Entries from before the job field: decode the invocation.
+                        None => e
+                            .field(b"i")
+                            .and_then(|b| decode::<Invocation>(b, &key).ok())
+                            .is_some_and(|inv| &inv.job == job),
+                    };
+                    if of_job {
+                        return Ok(true);
+                    }
+                }
+                match entries.last() {
+                    Some(last) if entries.len() == SCAN_PAGE => {
+                        start = format!("({}", reply::format_id(last.id));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(false)
     }
 
     async fn reclaim(
