@@ -455,3 +455,41 @@ enum Kill {
     /// After it acknowledged the put.
     AfterAnswer,
 }
+
+#[test]
+fn a_redis_restarted_with_its_append_only_file_mid_job_changes_nothing_in_the_result() {
+    let mut c = Cluster::start(Options {
+        persistent_redis: true,
+        ..Options::default()
+    });
+    // 64 leaves of 150 ms on 6 slots: about 2 s of work.
+    let f = temp_file("aof-tree.yaml", &spin_tree(64, 150));
+    let run = c.spawn_run(&f, &["--timeout", "120"]);
+    std::thread::sleep(Duration::from_millis(800));
+    c.redis.restart();
+    let out = finish_within(run, Duration::from_secs(120));
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(v["stats"]["state"], "succeeded");
+    assert_eq!(v["outputs"]["a6_0"], 64 * 63 / 2);
+}
+
+#[test]
+fn a_redis_restarted_empty_mid_job_fails_the_job_as_lost_within_30_s() {
+    let mut c = Cluster::start(Options::default());
+    let f = temp_file("lost-tree.yaml", &spin_tree(64, 300));
+    let run = c.spawn_run(&f, &["--timeout", "120"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let t0 = Instant::now();
+    c.redis.restart();
+    let out = finish_within(run, Duration::from_secs(60));
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "a lost job succeeded: {err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(err.contains("lost"), "not reported as lost: {err}");
+    assert!(!err.contains("cancelled"), "reported as cancelled: {err}");
+}

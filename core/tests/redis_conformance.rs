@@ -185,6 +185,7 @@ async fn a_redis_that_goes_away_fails_calls_fast_and_comes_back() {
     let plan = sample_plan("away");
     let job = plan.job.clone();
     s.put_job(plan.clone()).await.unwrap();
+    let epoch = s.run_epoch().await.unwrap();
     let me = ExecutorId::new("away-1");
     // Put a blocking connection in the pool.
     assert!(
@@ -232,6 +233,8 @@ async fn a_redis_that_goes_away_fails_calls_fast_and_comes_back() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The data was lost, and the run epoch says so.
+    assert_ne!(s.run_epoch().await.unwrap(), epoch);
     // The queue's consumer group and pooled blocking connections recover too.
     let inv = Invocation {
         job: job.clone(),
@@ -250,6 +253,64 @@ async fn a_redis_that_goes_away_fails_calls_fast_and_comes_back() {
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].invocation, inv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_with_its_append_only_file_keeps_jobs_queues_and_the_epoch() {
+    let mut server = RedisServer::start_persistent();
+    let s = store_for(server.url()).await;
+    let plan = sample_plan("aof");
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let epoch = s.run_epoch().await.unwrap();
+    let first = s
+        .record_arrivals(&job, &[arrival(&plan, "c", "a"), arrival(&plan, "c", "b")])
+        .await
+        .unwrap();
+    assert!(first[1].completes());
+    let inv = Invocation::new(
+        job.clone(),
+        vec![Start {
+            task: TaskIdx(0),
+            inputs: Vec::new(),
+        }],
+    );
+    s.push(ExecClass::Cpu, vec![inv.clone()]).await.unwrap();
+    let me = ExecutorId::new("aof-1");
+    let held = s
+        .pull(ExecClass::Cpu, &me, 1, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+
+    server.restart();
+    let t0 = Instant::now();
+    let epoch_after = loop {
+        match s.run_epoch().await {
+            Ok(e) => break e,
+            Err(e) => assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no recovery after restart: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(epoch_after, epoch, "nothing was lost");
+    assert_eq!(s.job_state(&job).await.unwrap(), JobState::Running);
+    // The completer is still told so; the pending entry is still pending (reclaimable).
+    let again = s
+        .record_arrivals(&job, &[arrival(&plan, "c", "b")])
+        .await
+        .unwrap();
+    assert!(again[0].completes() && !again[0].first_time);
+    let other = ExecutorId::new("aof-2");
+    let re = s
+        .reclaim(ExecClass::Cpu, &other, Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert_eq!(re.len(), 1);
+    assert_eq!(re[0].invocation, inv);
+    assert_eq!(re[0].deliveries, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,8 @@ pub struct JobStatus {
 }
 
 struct Followed {
+    /// The store's run epoch when the follower started.
+    epoch: Mutex<Option<String>>,
     tracker: Mutex<Option<JobTracker>>,
     state: Mutex<JobState>,
     store_error: Mutex<Option<String>>,
@@ -160,6 +162,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             return f.clone();
         }
         let f = Arc::new(Followed {
+            epoch: Mutex::new(None),
             tracker: Mutex::new(None),
             state: Mutex::new(JobState::Running),
             store_error: Mutex::new(None),
@@ -191,6 +194,10 @@ impl<S: Store, P: Proxy> JobService<S, P> {
                 }
             }
         };
+        match store.run_epoch().await {
+            Ok(e) => *lock(&f.epoch) = Some(e),
+            Err(e) => tracing::warn!(%job, error = %e, "could not read the store's run epoch"),
+        }
         *lock(&f.tracker) = Some(JobTracker::new(plan));
         let mut stall = StallWatch::new(self.engine.config().stall);
         let mut cursor = 0;
@@ -200,7 +207,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
                 .await
             {
                 Ok(b) => b,
-                Err(StoreError::UnknownJob(_)) => break JobState::Cancelled,
+                Err(StoreError::UnknownJob(_)) => break self.vanished(&job, &f).await,
                 Err(e) => {
                     *lock(&f.store_error) = Some(e.to_string());
                     tokio::time::sleep(backoff).await;
@@ -235,7 +242,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             match store.job_state(&job).await {
                 Ok(s) if s.is_finished() => break s,
                 Ok(_) => {}
-                Err(StoreError::UnknownJob(_)) => break JobState::Cancelled,
+                Err(StoreError::UnknownJob(_)) => break self.vanished(&job, &f).await,
                 Err(e) => *lock(&f.store_error) = Some(e.to_string()),
             }
             if !stall.due() {
@@ -255,7 +262,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
                     break failed;
                 }
                 Ok(_) => {}
-                Err(StoreError::UnknownJob(_)) => break JobState::Cancelled,
+                Err(StoreError::UnknownJob(_)) => break self.vanished(&job, &f).await,
                 Err(e) => *lock(&f.store_error) = Some(e.to_string()),
             }
         };
@@ -268,6 +275,44 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             tracing::warn!(%job, error = %e, "could not free the job's keys; their TTL will");
         }
         lock(&self.jobs).remove(&job);
+    }
+
+    /// The state of a followed job whose keys are gone: cancelled (deleted by a client),
+    /// or lost, when the store's run epoch changed since the follower started (a Redis
+    /// restarted without its data).
+    async fn vanished(&self, job: &JobId, f: &Followed) -> JobState {
+        let Some(then) = lock(&f.epoch).clone() else {
+            return JobState::Cancelled;
+        };
+        let mut backoff = Duration::from_millis(100);
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.engine.store().run_epoch().await {
+                Ok(now) if now == then => return JobState::Cancelled,
+                Ok(now) => {
+                    tracing::error!(%job, was = %then, now = %now, "job lost: the store lost its data");
+                    return JobState::Failed {
+                        task: "-".into(),
+                        error: format!(
+                            "lost: the store lost its data while the job ran (Redis restarted \
+                             without persistence: run epoch {then} is now {now}); resubmit the job"
+                        ),
+                    };
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    *lock(&f.store_error) = Some(last.clone());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        JobState::Failed {
+            task: "-".into(),
+            error: format!(
+                "lost: the job's keys vanished from the store, whose run epoch cannot be read: {last}"
+            ),
+        }
     }
 
     /// A traced job's spans can trail its end (another invocation may flush just after the
@@ -326,6 +371,9 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             c.bundled
                 .fetch_add(u64::from(st.bundled), Ordering::Relaxed);
         }
+        // The job's end is known: an outage met on the way to it no longer matters to a
+        // client asking for its state.
+        *lock(&f.store_error) = None;
         *lock(&f.state) = state;
         *lock(&f.ended) = Some(std::time::Instant::now());
     }

@@ -171,25 +171,62 @@ impl ExecutorHandle {
     }
 
     /// Stops the slots (each finishes its current invocation first) and joins the threads.
-    pub fn stop(mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        stop_all(vec![self]);
     }
 
-    fn shutdown(&mut self) {
+    /// Asks the slots and the heartbeat to stop; returns at once.
+    fn begin_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.stopping.notify_one();
+    }
+
+    fn await_deregistered(&mut self) {
         if let Some(rx) = self.deregistered.take() {
             // Bounded: a store that went away must not hold up the shutdown.
-            let _ = rx.recv_timeout(Duration::from_secs(3));
+            let _ = rx.recv_timeout(DEREGISTER_WITHIN + Duration::from_secs(1));
         }
+    }
+
+    fn stop_system(&mut self) {
         if let Some(sys) = self.system.take() {
-            // Give slots one pull period to notice the flag, then stop the system.
-            std::thread::sleep(std::time::Duration::from_millis(1));
             sys.stop();
         }
+    }
+
+    fn join(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+
+    fn shutdown(&mut self) {
+        self.begin_stop();
+        self.await_deregistered();
+        // Give slots one pull period to notice the flag, then stop the system.
+        std::thread::sleep(Duration::from_millis(1));
+        self.stop_system();
+        self.join();
+    }
+}
+
+/// Stops several executors that share one store, in phases: every one is asked to stop and
+/// deregisters before any runtime shuts down. The store's client may hand a reconnect that
+/// one runtime started (its timers live there) to a task of another; stopping that runtime
+/// first would leave the other polling a dead timer, which panics.
+pub fn stop_all(mut handles: Vec<ExecutorHandle>) {
+    for h in &handles {
+        h.begin_stop();
+    }
+    for h in &mut handles {
+        h.await_deregistered();
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    for h in &mut handles {
+        h.stop_system();
+    }
+    for h in &mut handles {
+        h.join();
     }
 }
 
@@ -198,6 +235,9 @@ impl Drop for ExecutorHandle {
         self.shutdown();
     }
 }
+
+/// How long a stopping executor tries to remove its registration.
+const DEREGISTER_WITHIN: Duration = Duration::from_secs(2);
 
 /// Keeps the executor's registration fresh until shutdown, then removes it.
 async fn heartbeat<S: Store, P: Proxy>(
@@ -211,31 +251,45 @@ async fn heartbeat<S: Store, P: Proxy>(
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                info.device_stats = devices.iter().map(|(label, cache, bundler)| {
-                    let c = cache.snapshot();
-                    let b = bundler.counters();
-                    DeviceStats {
-                        device: label.clone(),
-                        hits: c.hits,
-                        misses: c.misses,
-                        evictions: c.evictions,
-                        cold_start_us: c.cold_start_us,
-                        used_bytes: c.used_bytes,
-                        budget_bytes: c.budget_bytes,
-                        launches: b.launches,
-                        bundled_calls: b.calls,
-                    }
-                }).collect();
-                if let Err(e) = svc.store.heartbeat(&info, every * 3).await {
+            _ = tick.tick() => {}
+            _ = stopping.notified() => break,
+        }
+        info.device_stats = devices
+            .iter()
+            .map(|(label, cache, bundler)| {
+                let c = cache.snapshot();
+                let b = bundler.counters();
+                DeviceStats {
+                    device: label.clone(),
+                    hits: c.hits,
+                    misses: c.misses,
+                    evictions: c.evictions,
+                    cold_start_us: c.cold_start_us,
+                    used_bytes: c.used_bytes,
+                    budget_bytes: c.budget_bytes,
+                    launches: b.launches,
+                    bundled_calls: b.calls,
+                }
+            })
+            .collect();
+        // A heartbeat to a store that went away can take its whole timeout: a stop must
+        // not wait for it.
+        tokio::select! {
+            r = svc.store.heartbeat(&info, every * 3) => {
+                if let Err(e) = r {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }
             _ = stopping.notified() => break,
         }
     }
-    if let Err(e) = svc.store.deregister(&info.id).await {
-        tracing::warn!(error = %e, "could not deregister");
+    // Bounded below the shutdown's wait for it, so that no timer of this task is still
+    // pending when the runtime shuts down (a store that went away would otherwise leave
+    // one behind, and tokio panics polling it).
+    match tokio::time::timeout(DEREGISTER_WITHIN, svc.store.deregister(&info.id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not deregister"),
+        Err(_) => tracing::warn!("could not deregister in time; the registration will lapse"),
     }
     let _ = done.send(());
 }

@@ -35,5 +35,5 @@ pub mod slot;
 pub mod walk;
 
 pub use config::{ExecutorConfig, GpuConfig};
-pub use executor::{ExecutorHandle, start};
+pub use executor::{ExecutorHandle, start, stop_all};
 pub use functions::{FnError, Function, Registry};

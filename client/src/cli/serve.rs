@@ -198,11 +198,9 @@ pub async fn run_executor(s: Settings, registry: Registry) -> Result<(), BoxErro
     );
     shutdown_signal().await;
     eprintln!("rukong executor {id}: stopping");
+    // Both executors share one store client: stop them together.
     tokio::task::spawn_blocking(move || {
-        handle.stop();
-        if let Some(g) = gpu {
-            g.stop();
-        }
+        rukong_executor::stop_all(std::iter::once(handle).chain(gpu).collect())
     })
     .await?;
     Ok(())

@@ -22,6 +22,8 @@ pub struct Options {
     pub redis_response_timeout_ms: u64,
     /// `--gpu` for every executor (`off`, `simulated`, …).
     pub gpu: &'static str,
+    /// Redis with an append-only file synced on every write, so a restart keeps everything.
+    pub persistent_redis: bool,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             test_functions: false,
             redis_response_timeout_ms: 2_000,
             gpu: "off",
+            persistent_redis: false,
         }
     }
 }
@@ -57,7 +60,11 @@ fn exe() -> &'static str {
 
 impl Cluster {
     pub fn start(opts: Options) -> Cluster {
-        let redis = RedisServer::start();
+        let redis = if opts.persistent_redis {
+            RedisServer::start_persistent()
+        } else {
+            RedisServer::start()
+        };
         let proxy_addr = format!("127.0.0.1:{}", free_port().unwrap());
         let engine_addr = format!("127.0.0.1:{}", free_port().unwrap());
         let mut c = Cluster {

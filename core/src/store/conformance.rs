@@ -460,6 +460,15 @@ pub async fn stall_queries<S: Store>(s: &S) {
     s.delete_job(&job).await.unwrap();
 }
 
+/// The run epoch is made once and then stays the same.
+pub async fn run_epoch<S: Store>(s: &S) {
+    let a = s.run_epoch().await.unwrap();
+    assert!(!a.is_empty());
+    for _ in 0..3 {
+        assert_eq!(s.run_epoch().await.unwrap(), a);
+    }
+}
+
 pub async fn outputs<S: Store>(s: &S) {
     let plan = sample_plan(&unique_job("outputs"));
     let job = plan.job.clone();
@@ -795,6 +804,7 @@ macro_rules! store_conformance_tests {
         $crate::__conformance_test!(conformance_skipped_outputs, skipped_outputs, ref, $fixture);
         $crate::__conformance_test!(conformance_outputs, outputs, ref, $fixture);
         $crate::__conformance_test!(conformance_stall_queries, stall_queries, ref, $fixture);
+        $crate::__conformance_test!(conformance_run_epoch, run_epoch, ref, $fixture);
         $crate::__conformance_test!(conformance_objects, objects, ref, $fixture);
         $crate::__conformance_test!(conformance_queue, queue, ref, $fixture);
         $crate::__conformance_test!(

@@ -34,6 +34,8 @@ struct Inner {
     profiles: Mutex<HashMap<String, DagProfile>>,
     members: Mutex<HashMap<ExecutorId, (ExecutorInfo, Instant)>>,
     max_object: usize,
+    /// Made with the store: an in-memory store never loses its data and lives on.
+    epoch: String,
 }
 
 struct JobEntry {
@@ -80,6 +82,7 @@ impl MemoryStore {
                 profiles: Mutex::new(HashMap::new()),
                 members: Mutex::new(HashMap::new()),
                 max_object,
+                epoch: crate::ids::JobId::generate().to_string(),
             }),
         }
     }
@@ -189,6 +192,10 @@ impl JobStore for MemoryStore {
         let mut ids: Vec<JobId> = jobs.keys().cloned().collect();
         ids.sort();
         Ok(ids)
+    }
+
+    async fn run_epoch(&self) -> StoreResult<String> {
+        Ok(self.inner.epoch.clone())
     }
 }
 

@@ -106,6 +106,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every job in the store (running or finished but not yet deleted), so that a
     /// restarted engine finds the jobs it was following.
     fn list_jobs(&self) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
+    /// The store's run epoch: a random id made by the first call, and the same ever after,
+    /// unless the store lost its data (a Redis restarted without persistence), when the
+    /// next call makes a new one. A job whose keys vanished under a changed epoch was lost,
+    /// not cancelled.
+    fn run_epoch(&self) -> impl Future<Output = StoreResult<String>> + Send;
 }
 
 /// Idempotent fan-in records.

@@ -130,6 +130,9 @@ impl<S: Store> JobStore for Faulty<S> {
     async fn list_jobs(&self) -> StoreResult<Vec<JobId>> {
         self.call(self.inner.list_jobs()).await
     }
+    async fn run_epoch(&self) -> StoreResult<String> {
+        self.call(self.inner.run_epoch()).await
+    }
 }
 
 impl<S: Store> FanInStore for Faulty<S> {

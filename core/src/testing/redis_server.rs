@@ -1,6 +1,7 @@
-//! Throwaway Redis servers for tests. Each runs `redis-server` without persistence on a free
-//! loopback port with its own temporary directory, and is killed (and its directory removed)
-//! on drop. Only servers started here are ever stopped.
+//! Throwaway Redis servers for tests. Each runs `redis-server` on a free loopback port with
+//! its own temporary directory (without persistence, unless asked for an append-only file),
+//! and is killed (and its directory removed) on drop. Only servers started here are ever
+//! stopped.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -96,6 +97,16 @@ impl RedisServer {
     /// `redis-server` is not installed or does not come up.
     pub fn start() -> RedisServer {
         Self::start_with(|_| Vec::new())
+    }
+
+    /// As [`RedisServer::start`], with an append-only file synced on every write
+    /// (`appendfsync always`): a [`restart`](Self::restart) keeps every acknowledged write.
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(|_| {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+                .map(String::from)
+                .to_vec()
+        })
     }
 
     /// `extra` makes the extra arguments for a given temporary directory.
@@ -203,7 +214,9 @@ impl RedisServer {
         assert!(status.success(), "kill {sig} failed");
     }
 
-    /// Stops the server if it runs, and starts a new, empty one on the same port.
+    /// Stops the server if it runs (SIGKILL), and starts it again on the same port and
+    /// directory: empty, or, for a [persistent](Self::start_persistent) one, with what its
+    /// append-only file holds.
     pub fn restart(&mut self) {
         self.stop();
         let mut last = String::new();

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 /// The set of every job id in the store.
 pub(super) const JOBS: &str = "rk:jobs";
+/// The run epoch (see [`crate::store::JobStore::run_epoch`]): one string, no TTL.
+const EPOCH: &str = "rk:epoch";
 /// Keys per `MGET`/`UNLINK`.
 const BATCH: usize = 500;
 
@@ -114,6 +116,27 @@ impl JobStore for RedisStore {
             .map_err(|e| self.err(e, Some(job), JOBS))?;
         self.forget_plan(job);
         Ok(())
+    }
+
+    async fn run_epoch(&self) -> StoreResult<String> {
+        // One atomic step: make the epoch unless it exists, and read it.
+        let mine = JobId::generate().to_string();
+        let mut p = redis::pipe();
+        p.cmd("SET")
+            .arg(EPOCH)
+            .arg(&mine)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(EPOCH);
+        let (epoch,): (Option<String>,) = self
+            .query_pipe(p.atomic())
+            .await
+            .map_err(|e| self.err(e, None, EPOCH))?;
+        epoch.ok_or_else(|| StoreError::Corrupt {
+            key: EPOCH.into(),
+            message: "the run epoch vanished while it was made".into(),
+        })
     }
 
     async fn list_jobs(&self) -> StoreResult<Vec<JobId>> {

@@ -22,7 +22,8 @@
 //! above the longest job. Global keys: `rk:jobs` (set of job ids), `rk:q:<class>` (the
 //! invocation stream of each executor class, consumer group `rk-exec`), `rk:profile:<dag>`
 //! (hash of histogram counters), `rk:exec:<id>` (an executor's registration, expiring with
-//! its heartbeat) and `rk:execs` (set of registered ids).
+//! its heartbeat), `rk:execs` (set of registered ids) and `rk:epoch` (the run epoch, which
+//! a restart without persistence loses).
 //!
 //! An object is stored in one value when it fits in `chunk_size` (`0x00` + bytes), and
 //! otherwise as chunks `<key>:v<version>:<i>` (which keep the key's hash tag) written first,
