@@ -62,6 +62,10 @@ pub struct ExecutorConfig {
     pub host: String,
     /// Devices, lanes and bundling (class `gpu` only).
     pub gpu: GpuConfig,
+    /// Fault injection, for tests only: abort the process right after an arrival that
+    /// completes a fan-in, before anything is handed off or pushed, once across every
+    /// executor given the same path (the first to create the file there crashes).
+    pub crash_after_fan_in: Option<std::path::PathBuf>,
 }
 
 impl ExecutorConfig {
@@ -81,6 +85,7 @@ impl ExecutorConfig {
             heartbeat_every: Duration::from_secs(2),
             host: format!("pid {}", std::process::id()),
             gpu: GpuConfig::default(),
+            crash_after_fan_in: None,
         }
     }
 }

@@ -376,6 +376,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 .record_flagged_arrivals(&plan.job, &step.arrivals)
                 .await?
         };
+        if let Some(marker) = &self.svc.config.crash_after_fan_in
+            && answers.iter().any(|a| a.completes())
+        {
+            crash_once(marker);
+        }
         for h in &step.handoffs {
             let payload = self.payload_of(&mut outs[at(h.parent)]).await?;
             let req = FanOutRequest {
@@ -450,5 +455,19 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             Some(v) => self.payload(*t, v, cached).await,
             None => Ok(Payload::Skipped),
         }
+    }
+}
+
+/// Aborts the process if this is the first executor to create `marker` (fault injection:
+/// a kill between a fan-in's arrival and the push of what follows it).
+fn crash_once(marker: &std::path::Path) {
+    let first = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(marker)
+        .is_ok();
+    if first {
+        tracing::error!(marker = %marker.display(), "crashing after a fan-in's arrival (fault injection)");
+        std::process::abort();
     }
 }

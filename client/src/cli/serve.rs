@@ -151,7 +151,13 @@ pub async fn run_proxy(s: Settings) -> Result<(), BoxError> {
 }
 
 /// `rukong executor`: slot actors pulling from Redis, until a shutdown signal.
-pub async fn run_executor(s: Settings, registry: Registry) -> Result<(), BoxError> {
+/// Runs an executor until a shutdown signal. `crash_after_fan_in` is fault injection for
+/// tests (see [`ExecutorConfig::crash_after_fan_in`]).
+pub async fn run_executor(
+    s: Settings,
+    registry: Registry,
+    crash_after_fan_in: Option<std::path::PathBuf>,
+) -> Result<(), BoxError> {
     let store = Arc::new(connect_store(&s, PATIENCE).await?);
     let proxy = Arc::new(connect_proxy(&s, PATIENCE).await?);
     let slots = if s.executor.slots == 0 {
@@ -169,6 +175,7 @@ pub async fn run_executor(s: Settings, registry: Registry) -> Result<(), BoxErro
     config.visibility_timeout = Some(Settings::ms(s.executor.visibility_timeout_ms));
     config.heartbeat_every = Settings::ms(s.executor.heartbeat_ms);
     config.max_deliveries = s.executor.max_deliveries;
+    config.crash_after_fan_in = crash_after_fan_in;
     config.host = format!("{host} pid {}", std::process::id());
     let id = config.id.clone();
     let registry = Arc::new(registry);

@@ -24,6 +24,8 @@ pub struct Options {
     pub gpu: &'static str,
     /// Redis with an append-only file synced on every write, so a restart keeps everything.
     pub persistent_redis: bool,
+    /// Extra arguments for every executor process.
+    pub executor_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             redis_response_timeout_ms: 2_000,
             gpu: "off",
             persistent_redis: false,
+            executor_args: Vec::new(),
         }
     }
 }
@@ -134,6 +137,7 @@ impl Cluster {
             args.push("--test-functions");
         }
         args.extend(["--gpu", self.opts.gpu]);
+        args.extend(self.opts.executor_args.iter().map(String::as_str));
         self.spawn(&format!("executor {i}"), &args)
     }
 

@@ -115,6 +115,10 @@ enum Command {
         /// Also register fault-injection functions (`crash`). For tests only.
         #[arg(long, hide = true)]
         test_functions: bool,
+        /// Fault injection, for tests only: abort right after an arrival that completes a
+        /// fan-in, once across every executor given the same marker file.
+        #[arg(long, hide = true, value_name = "MARKER", requires = "test_functions")]
+        test_crash_after_fan_in: Option<std::path::PathBuf>,
     },
     /// Start Redis (unless --redis), the proxy, the engine and N executors on loopback, in
     /// the foreground; Ctrl-C stops them all.
@@ -385,6 +389,7 @@ fn main() -> ExitCode {
             slots,
             id,
             test_functions,
+            test_crash_after_fan_in,
         } => {
             let mut o = common.overrides();
             push(&mut o, "proxy.advertise", proxy);
@@ -395,7 +400,9 @@ fn main() -> ExitCode {
             } else {
                 Registry::with_builtins()
             };
-            serve_with(&common, o, |s| Box::pin(serve::run_executor(s, registry)))
+            serve_with(&common, o, |s| {
+                Box::pin(serve::run_executor(s, registry, test_crash_after_fan_in))
+            })
         }
         Command::Up {
             common,
