@@ -27,6 +27,7 @@ pub mod error;
 pub mod ids;
 pub mod messages;
 pub mod mlp;
+pub mod msgpack;
 pub mod plan;
 pub mod profile;
 pub mod proxy;

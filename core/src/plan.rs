@@ -63,6 +63,6 @@ impl JobPlan {
     }
 
     pub fn from_msgpack(bytes: &[u8]) -> Result<JobPlan, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+        crate::msgpack::from_slice(bytes)
     }
 }

@@ -109,7 +109,7 @@ impl Value {
     }
 
     pub fn from_msgpack(bytes: &[u8]) -> Result<Value, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+        crate::msgpack::from_slice(bytes)
     }
 }
 

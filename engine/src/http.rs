@@ -206,12 +206,7 @@ pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> 
         ctype.as_str(),
         "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
     ) {
-        return rmp_serde::from_slice(body).map_err(|e| DagError::Parse {
-            format: "MessagePack",
-            line: 0,
-            column: 0,
-            message: e.to_string(),
-        });
+        return DagSpec::from_msgpack(body);
     }
     let text = std::str::from_utf8(body).map_err(|e| DagError::Parse {
         format: "text",

@@ -207,6 +207,6 @@ impl Dag {
     }
 
     pub fn from_msgpack(bytes: &[u8]) -> Result<Dag, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+        crate::msgpack::from_slice(bytes)
     }
 }

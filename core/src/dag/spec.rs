@@ -164,6 +164,21 @@ impl DagSpec {
         })
     }
 
+    /// Decodes a MessagePack DAG (the same fields as JSON, as a map).
+    pub fn from_msgpack(bytes: &[u8]) -> Result<DagSpec, DagError> {
+        crate::msgpack::from_slice(bytes).map_err(|e| DagError::Parse {
+            format: "MessagePack",
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        })
+    }
+
+    /// Encodes the DAG as MessagePack (a map per struct, as [`Self::from_msgpack`] reads).
+    pub fn to_msgpack(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
     pub fn parse(text: &str, format: DagFormat) -> Result<DagSpec, DagError> {
         match format {
             DagFormat::Json => Self::from_json_str(text),

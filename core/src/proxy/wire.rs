@@ -302,7 +302,7 @@ pub fn encode_frame<T: Serialize>(msg: &T, capacity: usize) -> Result<Vec<u8>, F
 
 /// Decodes a frame body.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    rmp_serde::from_slice(body).map_err(|e| FrameError::Decode(e.to_string()))
+    crate::msgpack::from_slice(body).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
 /// Writes an encoded frame and flushes it.

@@ -306,7 +306,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], key: &str) -> StoreResult<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    crate::msgpack::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: key.to_owned(),
         message: e.to_string(),
     })

@@ -25,11 +25,11 @@ struct HistRepr {
 
 impl HistRepr {
     fn of(h: &Histogram) -> Option<HistRepr> {
-        rmp_serde::from_slice(&rmp_serde::to_vec_named(h).ok()?).ok()
+        crate::msgpack::from_slice(&rmp_serde::to_vec_named(h).ok()?).ok()
     }
 
     fn into_histogram(self) -> Option<Histogram> {
-        rmp_serde::from_slice(&rmp_serde::to_vec_named(&self).ok()?).ok()
+        crate::msgpack::from_slice(&rmp_serde::to_vec_named(&self).ok()?).ok()
     }
 }
 
