@@ -493,3 +493,41 @@ fn a_redis_restarted_empty_mid_job_fails_the_job_as_lost_within_30_s() {
     assert!(err.contains("lost"), "not reported as lost: {err}");
     assert!(!err.contains("cancelled"), "reported as cancelled: {err}");
 }
+
+#[test]
+fn an_executor_stopped_while_redis_is_down_exits_cleanly_within_10_s() {
+    let mut c = Cluster::start(Options {
+        executors: 0,
+        gpu: "simulated",
+        ..Options::default()
+    });
+    // A CPU and a GPU executor in one process, its stderr kept.
+    let log = temp_file("executor.log", "");
+    let mut cmd = c.executor_command(0);
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let mut exec = cmd.spawn().unwrap();
+    c.wait_healthy(1);
+    c.redis.stop();
+    std::thread::sleep(Duration::from_millis(700));
+    let t0 = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &exec.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(s) = exec.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = exec.kill();
+            panic!(
+                "the executor did not stop within 10 s of SIGTERM: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!err.contains("panicked"), "a panic on shutdown: {err}");
+    assert!(status.success(), "exit {status:?}: {err}");
+    assert!(err.contains("stopping"), "{err}");
+}

@@ -130,6 +130,11 @@ impl Cluster {
     }
 
     pub fn spawn_executor(&self, i: usize) -> Supervised {
+        Supervised::spawn(format!("executor {i}"), &mut self.executor_command(i)).unwrap()
+    }
+
+    /// The command line of executor `i` (for a test that wants its output).
+    pub fn executor_command(&self, i: usize) -> Command {
         let id = format!("test-exec-{i}-{}", free_port().unwrap());
         let slots = self.opts.slots.to_string();
         let mut args = vec!["executor", "--slots", &slots, "--id", &id];
@@ -138,7 +143,7 @@ impl Cluster {
         }
         args.extend(["--gpu", self.opts.gpu]);
         args.extend(self.opts.executor_args.iter().map(String::as_str));
-        self.spawn(&format!("executor {i}"), &args)
+        self.command(&args)
     }
 
     pub fn client(&self) -> EngineClient {
