@@ -28,8 +28,9 @@ run)
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
   ./carry/rukong run examples/gpu-bundle.yaml --gpu cuda > "$out/gpu-bundle.txt" 2>&1 \
     || echo "gpu-bundle example failed: $?"
-  ./carry/gpu_cuda --test-threads=1 --nocapture > "$out/gpu_cuda.txt" 2>&1
-  echo "gpu_cuda: $?" ; tail -3 "$out/gpu_cuda.txt"
+  rc=0
+  ./carry/gpu_cuda --test-threads=1 --nocapture > "$out/gpu_cuda.txt" 2>&1 || rc=$?
+  echo "gpu_cuda: exit $rc"; tail -3 "$out/gpu_cuda.txt"
   ./carry/gpu_bench > "$out/gpu_bench.txt" 2>&1 || echo "gpu_bench failed: $?"
   tail -20 "$out/gpu_bench.txt"
   ;;

@@ -6,8 +6,8 @@
 //! URL from the first line `rukong up` prints. Both are stopped on every exit path (drop
 //! guards: SIGTERM to `rukong up`, which stops its children, then Redis).
 //!
-//! Per workload the DAG is generated and serialized to JSON once; each run submits those
-//! bytes (`POST /jobs`), polls `GET /jobs/{id}` every `--poll-ms` until the job ends, fetches
+//! Per workload the DAG is generated and serialized once, in the compact submission form;
+//! each run submits those bytes (`POST /jobs`), polls `GET /jobs/{id}` every `--poll-ms` until the job ends, fetches
 //! `GET /jobs/{id}/outputs` and checks them. `wall` runs from just before the submission to
 //! the status poll that saw the job's end (so it includes the HTTP submission, the engine's
 //! parsing, validation and scheduling, and up to one poll interval); `engine` is the
@@ -389,13 +389,14 @@ fn poll_until_done(client: &EngineClient, job: &JobId, pause: Duration) -> Resul
 fn run_once(
     client: &EngineClient,
     body: &[u8],
+    ctype: &str,
     expected: &[(TaskId, Value)],
     tasks: usize,
     pause: Duration,
 ) -> Result<Sample> {
     let t0 = Instant::now();
     let job = client
-        .submit_bytes(body, "application/json")
+        .submit_bytes(body, ctype)
         .context("submitting the job")?;
     let submit = t0.elapsed();
     let status = poll_until_done(client, &job, pause)?;
@@ -446,10 +447,10 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
             spec.tasks.len()
         );
     }
-    let body = spec.to_json().into_bytes();
+    let (body, ctype) = rukong_client::remote::submission_body(&spec);
     drop(spec);
     eprintln!(
-        "running {name} ({} tasks, {} bytes of JSON): {} warmup + {} timed",
+        "running {name} ({} tasks, {} bytes as {ctype}): {} warmup + {} timed",
         thousands(tasks as u64),
         thousands(body.len() as u64),
         args.warmup,
@@ -468,7 +469,7 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
         } else {
             format!("run {}", i - args.warmup + 1)
         };
-        let s = run_once(&cluster.client, &body, &expected, tasks, pause)
+        let s = run_once(&cluster.client, &body, ctype, &expected, tasks, pause)
             .with_context(|| format!("{name}, {run}"))?;
         if !warm {
             samples.push(s);

@@ -58,8 +58,11 @@ fn the_cluster_runs_every_example_and_large_dags_exactly() {
         assert_eq!(v["outputs"], expected_json(&w), "{file}");
         assert_eq!(v["stats"]["tasks"], w.task_count() as u64, "{file}");
     }
-    let wide = Workload::FanoutFanin { width: 10_000 };
-    let f = temp_file("wide.yaml", &to_yaml(&wide.generate()));
+    // Over 1 MiB of YAML: `rukong run` parses it and sends the compact form.
+    let wide = Workload::FanoutFanin { width: 30_000 };
+    let yaml = to_yaml(&wide.generate());
+    assert!(yaml.len() > 1 << 20, "{} bytes", yaml.len());
+    let f = temp_file("wide.yaml", &yaml);
     let v = assert_ok(&c.run(&f, &[]));
     assert_eq!(v["outputs"], expected_json(&wide));
     assert!(
@@ -265,6 +268,26 @@ fn bad_requests_get_clear_4xx_and_the_engine_keeps_serving() {
             Some(TOKEN),
             400,
             "MessagePack",
+        ),
+        (
+            "a compact DAG whose dependency is out of range",
+            rukong_core::dag::CompactDag(
+                "x".into(),
+                vec!["const".into()],
+                vec![rukong_core::dag::compact::CompactTask(
+                    "a".into(),
+                    0,
+                    vec![9],
+                    vec![],
+                    None,
+                )],
+                None,
+            )
+            .to_msgpack(),
+            rukong_core::dag::compact::CONTENT_TYPE,
+            Some(TOKEN),
+            400,
+            "task 0 (a): dependency position 9",
         ),
         (
             "cycle",

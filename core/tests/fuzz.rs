@@ -1,6 +1,6 @@
 //! Bounded fuzzing of what rukong decodes from outside: DAG files and request bodies
-//! (JSON, YAML, MessagePack, then validation) and the KV-store proxy's wire protocol
-//! (frame reading and the decoding of every message). Inputs are seeds from
+//! (JSON, YAML, MessagePack, the compact form, then validation) and the KV-store proxy's
+//! wire protocol (frame reading and the decoding of every message). Inputs are seeds from
 //! `tests/fuzz_corpus/` and the repository's examples, mutated by proptest (bit flips,
 //! interesting bytes, insertions, deletions, truncation, splices of two seeds), plus plain
 //! random bytes.
@@ -14,7 +14,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use rukong_core::dag::{DagFormat, DagSpec, Limits, validate};
+use rukong_core::dag::{CompactDag, DagFormat, DagSpec, Limits, validate};
 use rukong_core::messages::{ObjectKey, Payload};
 use rukong_core::proxy::FanOutRequest;
 use rukong_core::proxy::wire::{
@@ -97,6 +97,8 @@ fn dag_seeds() -> Vec<(String, Vec<u8>)> {
         let spec = DagSpec::from_path(&p).unwrap();
         seeds.push((format!("{name}.json"), spec.to_json().into_bytes()));
         seeds.push((format!("{name}.msgpack"), spec.to_msgpack()));
+        let compact = CompactDag::from_spec(&spec).expect("an example's references resolve");
+        seeds.push((format!("{name}.compact"), compact.to_msgpack()));
         seeds.push((name, std::fs::read(&p).unwrap()));
     }
     seeds
@@ -253,6 +255,9 @@ fn decode_dag(bytes: &[u8]) -> Result<(), TestCaseError> {
     };
     bounded("the MessagePack decoder", bytes, || {
         check(DagSpec::from_msgpack(bytes))
+    })?;
+    bounded("the compact decoder", bytes, || {
+        check(CompactDag::decode(bytes))
     })?;
     if let Ok(text) = std::str::from_utf8(bytes) {
         bounded("the JSON decoder", bytes, || {

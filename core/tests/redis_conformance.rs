@@ -96,6 +96,24 @@ async fn exercise_job(s: &RedisStore, job: &str) -> Arc<rukong_core::JobPlan> {
     s.put_outputs(job, vec![(a, Payload::Inline(Value::Int(1)))])
         .await
         .unwrap();
+    // A level's writes and arrivals in one script (its four keys share the job's tag).
+    let b = plan.dag.lookup("b").unwrap();
+    let done = s
+        .put_outputs_and_arrive(
+            job,
+            vec![(b, Payload::Inline(Value::Int(2)))],
+            &[rukong_core::store::FlaggedArrival {
+                req: arrival(&plan, "c", "b"),
+                skipped: false,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(done[0].completes(), "{done:?}");
+    assert_eq!(
+        s.get_outputs(job, &[b]).await.unwrap(),
+        vec![Some(Payload::Inline(Value::Int(2)))]
+    );
     s.append_events(job, vec![result(1), result(2)])
         .await
         .unwrap();

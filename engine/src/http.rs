@@ -191,7 +191,8 @@ fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
     Ok(JobId::new(id))
 }
 
-/// Parses a DAG body by its content type (JSON, YAML, MessagePack), or sniffs JSON/YAML.
+/// Parses a DAG body by its content type (JSON, YAML, MessagePack, the compact form), or
+/// sniffs JSON/YAML.
 pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -202,6 +203,9 @@ pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> 
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    if ctype == rukong_core::dag::compact::CONTENT_TYPE {
+        return rukong_core::dag::CompactDag::decode(body);
+    }
     if matches!(
         ctype.as_str(),
         "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"

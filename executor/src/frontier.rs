@@ -361,20 +361,21 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             };
             self.events.push(event);
         }
-        if !step.writes.is_empty() {
-            let mut writes = Vec::with_capacity(step.writes.len());
-            for &t in &step.writes {
-                writes.push((t, self.payload_of(&mut outs[at(t)]).await?));
-            }
-            self.svc.store.put_outputs(&plan.job, writes).await?;
+        // The level's writes and arrival records: one call (one round trip in Redis).
+        let mut writes = Vec::with_capacity(step.writes.len());
+        for &t in &step.writes {
+            writes.push((t, self.payload_of(&mut outs[at(t)]).await?));
         }
-        let answers = if step.arrivals.is_empty() {
-            Vec::new()
-        } else {
+        let answers = if !step.arrivals.is_empty() {
             self.svc
                 .store
-                .record_flagged_arrivals(&plan.job, &step.arrivals)
+                .put_outputs_and_arrive(&plan.job, writes, &step.arrivals)
                 .await?
+        } else {
+            if !writes.is_empty() {
+                self.svc.store.put_outputs(&plan.job, writes).await?;
+            }
+            Vec::new()
         };
         if let Some(marker) = &self.svc.config.crash_after_fan_in
             && answers.iter().any(|a| a.completes())

@@ -222,6 +222,16 @@ impl FanInStore for MemoryStore {
         Ok(out)
     }
 
+    async fn put_outputs_and_arrive(
+        &self,
+        job: &JobId,
+        outputs: Vec<(TaskIdx, Payload)>,
+        reqs: &[FlaggedArrival],
+    ) -> StoreResult<Vec<Arrival>> {
+        self.put_outputs(job, outputs).await?;
+        self.record_flagged_arrivals(job, reqs).await
+    }
+
     async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
         let entry = self.job(job)?;
         let dag = &entry.plan.dag;

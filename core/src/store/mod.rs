@@ -134,6 +134,18 @@ pub trait FanInStore: Send + Sync + 'static {
         reqs: &[FlaggedArrival],
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 
+    /// Writes `outputs` (write-once, as [`OutputStore::put_outputs`]) and then records
+    /// `reqs` (as [`FanInStore::record_flagged_arrivals`]), in that order, as one step: a
+    /// child made ready by an arrival always finds the outputs, and in Redis a frontier
+    /// level's writes and counts cost one round trip. Retrying the whole call after a lost
+    /// reply writes nothing new and gives the same answers.
+    fn put_outputs_and_arrive(
+        &self,
+        job: &JobId,
+        outputs: Vec<(TaskIdx, Payload)>,
+        reqs: &[FlaggedArrival],
+    ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
+
     /// The fan-in children of `job` that have at least one parent recorded, as `(child,
     /// arrived)`, sorted by child. For naming what a stuck job waits on; never on the hot
     /// path.

@@ -147,6 +147,15 @@ impl<S: Store> FanInStore for Faulty<S> {
         self.call(self.inner.record_flagged_arrivals(job, reqs))
             .await
     }
+    async fn put_outputs_and_arrive(
+        &self,
+        job: &JobId,
+        outputs: Vec<(TaskIdx, Payload)>,
+        reqs: &[FlaggedArrival],
+    ) -> StoreResult<Vec<Arrival>> {
+        self.call(self.inner.put_outputs_and_arrive(job, outputs, reqs))
+            .await
+    }
     async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
         self.call(self.inner.fan_in_counts(job)).await
     }

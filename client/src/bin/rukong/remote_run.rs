@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Text DAGs larger than this are sent in the compact form.
+const COMPACT_ABOVE: usize = 1 << 20;
+
 /// `rukong run FILE --engine URL`: submit to a cluster, follow it, print the same output
 /// contract as embedded mode.
 pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
@@ -34,6 +37,31 @@ pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
         Some("msgpack" | "mpk") => "application/msgpack",
         _ if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => "application/json",
         _ => "application/yaml",
+    };
+    // A large text DAG is parsed here and sent in the compact form: a fraction of the
+    // bytes, and no text parsing in the engine. A parse error is reported as locally.
+    let (body, ctype) = if body.len() > COMPACT_ABOVE && ctype != "application/msgpack" {
+        let parsed = std::str::from_utf8(&body)
+            .map_err(|e| DagError::Parse {
+                format: "text",
+                line: 0,
+                column: 0,
+                message: format!("not UTF-8: {e}"),
+            })
+            .and_then(|text| {
+                let format = if ctype == "application/json" {
+                    DagFormat::Json
+                } else {
+                    DagFormat::Yaml
+                };
+                DagSpec::parse(text, format)
+            });
+        match parsed {
+            Ok(spec) => rukong_client::remote::submission_body(&spec),
+            Err(e) => return invalid(&args.file, &e),
+        }
+    } else {
+        (body, ctype)
     };
     let client = EngineClient::new(engine, args.token.clone(), Duration::from_secs(60));
     let started = Instant::now();

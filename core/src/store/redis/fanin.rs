@@ -11,18 +11,18 @@
 //! idempotently.
 
 use super::scripts::SCRIPTS;
-use super::{RedisStore, job_key, jobs::check_task, reply};
+use super::{RedisStore, encode, job_key, jobs::check_task, reply};
 use crate::error::StoreError;
 use crate::ids::{JobId, TaskIdx};
-use crate::messages::job_prefix;
-use crate::store::{Arrival, ArrivalReq, FanInStore, FlaggedArrival, StoreResult};
+use crate::messages::{Payload, job_prefix};
+use crate::store::{Arrival, ArrivalReq, FanInStore, FlaggedArrival, OutputStore, StoreResult};
 
 /// Redis bitmaps hold up to 2^32 bits.
 const MAX_BITS: u64 = 1 << 32;
 
 impl FanInStore for RedisStore {
     async fn record_arrivals(&self, job: &JobId, reqs: &[ArrivalReq]) -> StoreResult<Vec<Arrival>> {
-        self.arrive(job, reqs.iter().map(|r| (r, false)), reqs.len(), false)
+        self.arrive(job, &[], reqs.iter().map(|r| (r, false)), reqs.len(), false)
             .await
     }
 
@@ -33,6 +33,27 @@ impl FanInStore for RedisStore {
     ) -> StoreResult<Vec<Arrival>> {
         self.arrive(
             job,
+            &[],
+            reqs.iter().map(|r| (&r.req, r.skipped)),
+            reqs.len(),
+            reqs.iter().any(|r| r.skipped),
+        )
+        .await
+    }
+
+    async fn put_outputs_and_arrive(
+        &self,
+        job: &JobId,
+        outputs: Vec<(TaskIdx, Payload)>,
+        reqs: &[FlaggedArrival],
+    ) -> StoreResult<Vec<Arrival>> {
+        if reqs.is_empty() {
+            self.put_outputs(job, outputs).await?;
+            return Ok(Vec::new());
+        }
+        self.arrive(
+            job,
+            &outputs,
             reqs.iter().map(|r| (&r.req, r.skipped)),
             reqs.len(),
             reqs.iter().any(|r| r.skipped),
@@ -67,11 +88,12 @@ impl FanInStore for RedisStore {
 }
 
 impl RedisStore {
-    /// One script call for a batch of arrivals; `flagged` (or a DAG with guards) picks the
-    /// script that also counts skipped parents.
+    /// One script call for a batch of arrivals, after writing `outputs` (write-once);
+    /// `flagged` (or a DAG with guards) picks the script that also counts skipped parents.
     async fn arrive<'a>(
         &self,
         job: &JobId,
+        outputs: &[(TaskIdx, Payload)],
         reqs: impl Iterator<Item = (&'a ArrivalReq, bool)>,
         len: usize,
         flagged: bool,
@@ -92,7 +114,13 @@ impl RedisStore {
         inv.key(job_key(job, "state"))
             .key(&key)
             .key(job_key(job, "cnt"))
-            .arg(self.ttl_ms());
+            .key(job_key(job, "out"))
+            .arg(self.ttl_ms())
+            .arg(outputs.len());
+        for (t, p) in outputs {
+            check_task(&cp, *t)?;
+            inv.arg(t.0).arg(encode(p));
+        }
         let mut needs = Vec::with_capacity(len);
         for (r, skipped) in reqs {
             check_task(&cp, r.child)?;

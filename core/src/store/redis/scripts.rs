@@ -71,18 +71,25 @@ redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return redis.call('SMEMBERS', KEYS[4])
 ";
 
-/// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child,
-/// needed) triples. Sets each parent's bit, and counts it only when it was clear: a retried
-/// or duplicated arrival counts once. The arrival that completes the set replaces the count
-/// field with `c<bit>`, naming the completer, so that its re-arrivals are told `completes`
-/// again (no other write can follow: every bit is set). Returns (arrived, first_time,
-/// completer) triples.
+/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, the number
+/// n of outputs, n (task, payload) pairs, then (bit offset, child, needed) triples. First
+/// writes the outputs (write-once, as `PUT_OUTPUTS`), so that a child made ready here finds
+/// them: a level's writes and counts are one round trip. Then sets each parent's bit, and
+/// counts it only when it was clear: a retried or duplicated arrival counts once. The
+/// arrival that completes the set replaces the count field with `c<bit>`, naming the
+/// completer, so that its re-arrivals are told `completes` again (no other write can
+/// follow: every bit is set). Returns (arrived, first_time, completer) triples.
 const FAN_IN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
+local n = tonumber(ARGV[2])
+for j = 0, n - 1 do
+  redis.call('HSETNX', KEYS[4], ARGV[3 + 2 * j], ARGV[4 + 2 * j])
+end
+if n > 0 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 local out = {}
-for i = 2, #ARGV, 3 do
+for i = 3 + 2 * n, #ARGV, 3 do
   local child, needed = ARGV[i + 1], tonumber(ARGV[i + 2])
   local arrived, first, completer = 0, 0, 0
   if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
@@ -111,17 +118,23 @@ return out
 ";
 
 /// As `FAN_IN`, for arrivals that say whether their parent was skipped (DESIGN §8).
-/// KEYS: state, arrival bitmap, counters (hash). ARGV: ttl ms, then (bit offset, child,
-/// skipped 0/1, needed) quads. A first-time skipped arrival also increments field
-/// `s<child>` of the counters hash, before the count, in this one script: the skip counts
-/// once, exactly like the arrival. Returns (arrived, first_time, completer, skipped) quads;
-/// `skipped` is exact for every arrival of the completer (0 otherwise, a lower bound).
+/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, n, n
+/// (task, payload) pairs written first, then (bit offset, child, skipped 0/1, needed)
+/// quads. A first-time skipped arrival also increments field `s<child>` of the counters
+/// hash, before the count, in this one script: the skip counts once, exactly like the
+/// arrival. Returns (arrived, first_time, completer, skipped) quads; `skipped` is exact
+/// for every arrival of the completer (0 otherwise, a lower bound).
 const FAN_IN_FLAGGED: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
+local n = tonumber(ARGV[2])
+for j = 0, n - 1 do
+  redis.call('HSETNX', KEYS[4], ARGV[3 + 2 * j], ARGV[4 + 2 * j])
+end
+if n > 0 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 local out = {}
-for i = 2, #ARGV, 4 do
+for i = 3 + 2 * n, #ARGV, 4 do
   local child, needed = ARGV[i + 1], tonumber(ARGV[i + 3])
   local skips = 0
   local arrived, first, completer = 0, 0, 0
