@@ -323,6 +323,9 @@ pub struct Sample {
     pub engine: f64,
     /// The `POST /jobs` round trip.
     pub submit: f64,
+    /// Redis `used_memory` at its highest during the run (sampled every 20 ms), less what
+    /// it was just before the submission, in bytes.
+    pub redis_peak: f64,
 }
 
 /// The timings and Redis command counts of one workload.
@@ -353,6 +356,10 @@ impl Measured {
     }
     pub fn us_per_task(&self) -> f64 {
         self.wall().median * 1e3 / self.tasks as f64
+    }
+    /// The median run's peak Redis memory per task, in bytes.
+    pub fn redis_bytes_per_task(&self) -> f64 {
+        self.summary(|s| s.redis_peak).median / self.tasks as f64
     }
     /// Redis commands per task over the timed runs.
     pub fn redis_per_task(&self) -> f64 {
@@ -388,19 +395,38 @@ fn poll_until_done(client: &EngineClient, job: &JobId, pause: Duration) -> Resul
 /// One checked run.
 fn run_once(
     client: &EngineClient,
+    redis: &str,
     body: &[u8],
     ctype: &str,
     expected: &[(TaskId, Value)],
     tasks: usize,
     pause: Duration,
 ) -> Result<Sample> {
+    let base = redis_stats::used_memory(redis)?;
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (go, addr) = (sampling.clone(), redis.to_owned());
+        std::thread::spawn(move || {
+            let mut peak = base;
+            while go.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(m) = redis_stats::used_memory(&addr) {
+                    peak = peak.max(m);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
     let t0 = Instant::now();
     let job = client
         .submit_bytes(body, ctype)
         .context("submitting the job")?;
     let submit = t0.elapsed();
-    let status = poll_until_done(client, &job, pause)?;
+    let status = poll_until_done(client, &job, pause);
     let wall = t0.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(base);
+    let status = status?;
     if status.state() != "succeeded" {
         bail!(
             "job {job} ended {}, not succeeded: {}",
@@ -426,6 +452,7 @@ fn run_once(
         wall: crate::ms(wall),
         engine,
         submit: crate::ms(submit),
+        redis_peak: peak.saturating_sub(base) as f64,
     })
 }
 
@@ -469,21 +496,24 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
         } else {
             format!("run {}", i - args.warmup + 1)
         };
-        let s = run_once(&cluster.client, &body, ctype, &expected, tasks, pause)
-            .with_context(|| format!("{name}, {run}"))?;
+        let s = run_once(
+            &cluster.client,
+            &cluster.redis.addr,
+            &body,
+            ctype,
+            &expected,
+            tasks,
+            pause,
+        )
+        .with_context(|| format!("{name}, {run}"))?;
         if !warm {
             samples.push(s);
         }
     }
     let after = cluster.commandstats()?;
     let mut redis = redis_stats::delta(&before.unwrap_or_default(), &after);
-    // The `before` INFO call shows up in `after`; it is the harness's, not the cluster's.
-    if let Some(info) = redis.get_mut("info") {
-        info.calls = info.calls.saturating_sub(1);
-        if info.calls == 0 {
-            redis.remove("info");
-        }
-    }
+    // The harness's own INFO calls (the memory sampler's, `before`) are not the cluster's.
+    redis.remove("info");
     Ok(Measured {
         workload: w,
         tasks,
@@ -581,7 +611,7 @@ pub fn main(args: &Args) -> Result<()> {
 
 fn print_table(results: &[Measured]) {
     println!(
-        "{:<26} {:>10} {:>11} {:>11} {:>11} {:>12} {:>9} {:>13} {:>13} {:>15}",
+        "{:<26} {:>10} {:>11} {:>11} {:>11} {:>12} {:>9} {:>13} {:>13} {:>15} {:>12}",
         "workload",
         "tasks",
         "median ms",
@@ -591,16 +621,17 @@ fn print_table(results: &[Measured]) {
         "µs/task",
         "engine med ms",
         "submit med ms",
-        "redis cmds/task"
+        "redis cmds/task",
+        "redis B/task"
     );
     println!(
         "{}",
-        "-".repeat(26 + 10 + 11 * 3 + 12 + 9 + 13 * 2 + 15 + 9)
+        "-".repeat(26 + 10 + 11 * 3 + 12 + 9 + 13 * 2 + 15 + 13 + 10)
     );
     for m in results {
         let wall = m.wall();
         println!(
-            "{:<26} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>12} {:>9.3} {:>13.3} {:>13.3} {:>15.3}",
+            "{:<26} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>12} {:>9.3} {:>13.3} {:>13.3} {:>15.3} {:>12.0}",
             m.workload.name(),
             thousands(m.tasks as u64),
             wall.median,
@@ -610,7 +641,8 @@ fn print_table(results: &[Measured]) {
             m.us_per_task(),
             m.engine().median,
             m.submit().median,
-            m.redis_per_task()
+            m.redis_per_task(),
+            m.redis_bytes_per_task()
         );
     }
     println!(
@@ -618,7 +650,8 @@ fn print_table(results: &[Measured]) {
          parse + validate + schedule, run, <= 1 poll interval); engine = the engine's elapsed_ms; \
          submit = POST /jobs round trip; tasks/s and µs/task at the median wall; redis cmds/task \
          = INFO commandstats calls over the timed runs / (tasks x repeats), commands inside Lua \
-         scripts included"
+         scripts included; redis B/task = the median run's peak Redis used_memory (sampled every \
+         20 ms) above its level at submission, per task"
     );
 }
 
@@ -783,6 +816,7 @@ fn to_json(
                 "submit_ms": summary_json(m.submit()),
                 "tasks_per_sec": m.tasks_per_sec(),
                 "us_per_task": m.us_per_task(),
+                "redis_bytes_per_task": m.redis_bytes_per_task(),
                 "samples": {
                     "wall_ms": m.samples.iter().map(|s| s.wall).collect::<Vec<_>>(),
                     "engine_ms": m.samples.iter().map(|s| s.engine).collect::<Vec<_>>(),
@@ -834,6 +868,7 @@ mod tests {
                     wall: wall_ms,
                     engine: wall_ms - 1.0,
                     submit: 1.0,
+                    redis_peak: 1000.0,
                 };
                 3
             ],

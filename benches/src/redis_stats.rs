@@ -129,6 +129,15 @@ pub fn command(addr: &str, args: &[&str]) -> Result<String> {
     }
 }
 
+/// `used_memory` (bytes) from `INFO memory` of the Redis at `addr`.
+pub fn used_memory(addr: &str) -> Result<u64> {
+    let text = command(addr, &["INFO", "memory"])?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("used_memory:"))
+        .and_then(|v| v.parse().ok())
+        .context("no used_memory in INFO memory")
+}
+
 /// `INFO commandstats` from the Redis at `addr` (`host:port`), parsed.
 pub fn commandstats(addr: &str) -> Result<CommandStats> {
     parse_commandstats(&command(addr, &["INFO", "commandstats"])?)

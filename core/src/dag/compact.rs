@@ -1,6 +1,6 @@
 //! The compact submission form: the same DAG as a [`DagSpec`], with function names listed
 //! once and dependencies as task positions, encoded as positional MessagePack (arrays, no
-//! field names). A 1,000,000-task fan-out is about 14 MB this way, against 69 MB of JSON,
+//! field names). A 1,000,000-task fan-out is 23.6 MB this way, against 68.7 MB of JSON,
 //! and decodes without parsing text. HTTP content type: [`CONTENT_TYPE`].
 //!
 //! Layout: `[name, funcs, tasks, outputs]`; each task is `[id, func, deps, args, more]`,
