@@ -20,6 +20,8 @@ build)
   cp "$bench_bin" carry/gpu_bench
   cargo build --release -p rukong-client --features cuda
   cp target/release/rukong carry/rukong
+  # Without symbols the three fit the device's 64 MiB carry limit (about 23 MB).
+  strip carry/*
   ls -l carry
   ;;
 run)

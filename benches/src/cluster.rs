@@ -38,6 +38,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How many commands the per-workload breakdown lists.
 const TOP_COMMANDS: usize = 5;
 
+mod report;
+pub use report::{Target, target_checks};
+use report::{print_commands, print_table, to_json};
+
 /// A child process, stopped on drop: SIGTERM (`kill -TERM PID`), then SIGKILL when it has
 /// not exited after `grace`.
 struct Proc {
@@ -326,6 +330,8 @@ pub struct Sample {
     /// Redis `used_memory` at its highest during the run (sampled every 20 ms), less what
     /// it was just before the submission, in bytes.
     pub redis_peak: f64,
+    /// The harness's own Redis calls during the run (the memory sampler's).
+    pub harness_calls: u64,
 }
 
 /// The timings and Redis command counts of one workload.
@@ -335,6 +341,9 @@ pub struct Measured {
     pub samples: Vec<Sample>,
     /// The commandstats delta over the timed runs (the harness's own INFO call excluded).
     pub redis: CommandStats,
+    /// Client round trips Redis served over the timed runs (`total_reads_processed`), the
+    /// harness's own calls excluded.
+    pub round_trips: u64,
 }
 
 impl Measured {
@@ -360,6 +369,10 @@ impl Measured {
     /// The median run's peak Redis memory per task, in bytes.
     pub fn redis_bytes_per_task(&self) -> f64 {
         self.summary(|s| s.redis_peak).median / self.tasks as f64
+    }
+    /// Client round trips to Redis per task over the timed runs.
+    pub fn round_trips_per_task(&self) -> f64 {
+        self.round_trips as f64 / (self.tasks * self.samples.len()) as f64
     }
     /// Redis commands per task over the timed runs.
     pub fn redis_per_task(&self) -> f64 {
@@ -407,14 +420,15 @@ fn run_once(
     let sampler = {
         let (go, addr) = (sampling.clone(), redis.to_owned());
         std::thread::spawn(move || {
-            let mut peak = base;
+            let (mut peak, mut calls) = (base, 0);
             while go.load(std::sync::atomic::Ordering::Relaxed) {
+                calls += 1;
                 if let Ok(m) = redis_stats::used_memory(&addr) {
                     peak = peak.max(m);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            peak
+            (peak, calls)
         })
     };
     let t0 = Instant::now();
@@ -425,7 +439,7 @@ fn run_once(
     let status = poll_until_done(client, &job, pause);
     let wall = t0.elapsed();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(base);
+    let (peak, harness_calls) = sampler.join().unwrap_or((base, 0));
     let status = status?;
     if status.state() != "succeeded" {
         bail!(
@@ -453,6 +467,7 @@ fn run_once(
         engine,
         submit: crate::ms(submit),
         redis_peak: peak.saturating_sub(base) as f64,
+        harness_calls: harness_calls + 1,
     })
 }
 
@@ -489,7 +504,10 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
     for i in 0..args.warmup + args.repeats {
         let warm = i < args.warmup;
         if i == args.warmup {
-            before = Some(cluster.commandstats()?);
+            before = Some((
+                cluster.commandstats()?,
+                redis_stats::reads_processed(&cluster.redis.addr)?,
+            ));
         }
         let run = if warm {
             format!("warmup run {}", i + 1)
@@ -511,7 +529,13 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
         }
     }
     let after = cluster.commandstats()?;
-    let mut redis = redis_stats::delta(&before.unwrap_or_default(), &after);
+    let reads_after = redis_stats::reads_processed(&cluster.redis.addr)?;
+    let (before, reads_before) = before.unwrap_or_default();
+    let mut redis = redis_stats::delta(&before, &after);
+    // The harness's reads: the two INFO commandstats and `before`'s INFO stats, and the
+    // memory sampler's calls (its INFO memory calls, and the one before each run).
+    let harness: u64 = 3 + samples.iter().map(|s: &Sample| s.harness_calls).sum::<u64>();
+    let round_trips = reads_after.saturating_sub(reads_before).saturating_sub(harness);
     // The harness's own INFO calls (the memory sampler's, `before`) are not the cluster's.
     redis.remove("info");
     Ok(Measured {
@@ -519,6 +543,7 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
         tasks,
         samples,
         redis,
+        round_trips,
     })
 }
 
@@ -609,244 +634,6 @@ pub fn main(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn print_table(results: &[Measured]) {
-    println!(
-        "{:<26} {:>10} {:>11} {:>11} {:>11} {:>12} {:>9} {:>13} {:>13} {:>15} {:>12}",
-        "workload",
-        "tasks",
-        "median ms",
-        "min ms",
-        "max ms",
-        "tasks/s",
-        "µs/task",
-        "engine med ms",
-        "submit med ms",
-        "redis cmds/task",
-        "redis B/task"
-    );
-    println!(
-        "{}",
-        "-".repeat(26 + 10 + 11 * 3 + 12 + 9 + 13 * 2 + 15 + 13 + 10)
-    );
-    for m in results {
-        let wall = m.wall();
-        println!(
-            "{:<26} {:>10} {:>11.3} {:>11.3} {:>11.3} {:>12} {:>9.3} {:>13.3} {:>13.3} {:>15.3} {:>12.0}",
-            m.workload.name(),
-            thousands(m.tasks as u64),
-            wall.median,
-            wall.min,
-            wall.max,
-            thousands(m.tasks_per_sec().round() as u64),
-            m.us_per_task(),
-            m.engine().median,
-            m.submit().median,
-            m.redis_per_task(),
-            m.redis_bytes_per_task()
-        );
-    }
-    println!(
-        "wall = submission start to the status poll that saw the job's end (HTTP submit, engine \
-         parse + validate + schedule, run, <= 1 poll interval); engine = the engine's elapsed_ms; \
-         submit = POST /jobs round trip; tasks/s and µs/task at the median wall; redis cmds/task \
-         = INFO commandstats calls over the timed runs / (tasks x repeats), commands inside Lua \
-         scripts included; redis B/task = the median run's peak Redis used_memory (sampled every \
-         20 ms) above its level at submission, per task"
-    );
-}
-
-fn print_commands(results: &[Measured]) {
-    println!(
-        "top {TOP_COMMANDS} redis commands per workload: calls per task (calls) over the timed \
-         runs; commands that Lua scripts (EVALSHA) run are counted too"
-    );
-    for m in results {
-        let runs = (m.tasks * m.samples.len()) as f64;
-        let top: Vec<String> = redis_stats::top(&m.redis, TOP_COMMANDS)
-            .into_iter()
-            .map(|(name, s)| {
-                format!(
-                    "{name} {:.3} ({})",
-                    s.calls as f64 / runs,
-                    thousands(s.calls)
-                )
-            })
-            .collect();
-        println!(
-            "  {:<26} {}",
-            m.workload.name(),
-            if top.is_empty() {
-                "(none)".to_owned()
-            } else {
-                top.join(", ")
-            }
-        );
-    }
-}
-
-/// One cluster-mode target line.
-pub struct Target {
-    pub name: &'static str,
-    pub workload: Workload,
-    pub line: String,
-    /// `None` when the workload was not run.
-    pub met: Option<bool>,
-    pub measured: Option<f64>,
-    pub required: f64,
-    pub unit: &'static str,
-}
-
-pub fn target_checks(results: &[Measured]) -> Vec<Target> {
-    let find = |w: Workload| results.iter().find(|m| m.workload == w);
-    let mut out = Vec::new();
-    for w in [
-        Workload::TreeReduction { leaves: 65_536 },
-        Workload::FanoutFanin { width: 100_000 },
-    ] {
-        let name = w.name();
-        out.push(match find(w) {
-            None => Target {
-                name: "us_per_task",
-                workload: w,
-                line: format!("target check: {name}: skipped (not run)"),
-                met: None,
-                measured: None,
-                required: CLUSTER_TARGET_US_PER_TASK,
-                unit: "µs/task",
-            },
-            Some(m) => {
-                let us = m.us_per_task();
-                let met = us <= CLUSTER_TARGET_US_PER_TASK;
-                Target {
-                    name: "us_per_task",
-                    workload: w,
-                    line: format!(
-                        "target check: {name} in cluster mode: {:.3} µs/task ({} tasks/s) at the \
-                         median wall; target <= {CLUSTER_TARGET_US_PER_TASK:.0} µs/task \
-                         (>= {} tasks/s): {}",
-                        us,
-                        thousands(m.tasks_per_sec().round() as u64),
-                        thousands((1e6 / CLUSTER_TARGET_US_PER_TASK).floor() as u64),
-                        if met { "PASS" } else { "MISS" }
-                    ),
-                    met: Some(met),
-                    measured: Some(us),
-                    required: CLUSTER_TARGET_US_PER_TASK,
-                    unit: "µs/task",
-                }
-            }
-        });
-    }
-    let w = Workload::Chain { length: 10_000 };
-    let name = w.name();
-    out.push(match find(w) {
-        None => Target {
-            name: "wall_ms",
-            workload: w,
-            line: format!("target check: {name}: skipped (not run)"),
-            met: None,
-            measured: None,
-            required: CLUSTER_TARGET_CHAIN_MS,
-            unit: "ms",
-        },
-        Some(m) => {
-            let wall = m.wall().median;
-            let met = wall < CLUSTER_TARGET_CHAIN_MS;
-            Target {
-                name: "wall_ms",
-                workload: w,
-                line: format!(
-                    "target check: {name} in cluster mode: {:.3} s median wall (engine {:.3} s); \
-                     target < {:.1} s: {}",
-                    wall / 1e3,
-                    m.engine().median / 1e3,
-                    CLUSTER_TARGET_CHAIN_MS / 1e3,
-                    if met { "PASS" } else { "MISS" }
-                ),
-                met: Some(met),
-                measured: Some(wall),
-                required: CLUSTER_TARGET_CHAIN_MS,
-                unit: "ms",
-            }
-        }
-    });
-    out
-}
-
-fn summary_json(s: Summary) -> serde_json::Value {
-    json!({ "median": s.median, "min": s.min, "max": s.max, "mean": s.mean })
-}
-
-fn stat_json(s: &CmdStat, per: f64) -> serde_json::Value {
-    json!({ "calls": s.calls, "usec": s.usec, "calls_per_task": s.calls as f64 / per })
-}
-
-fn to_json(
-    args: &Args,
-    cores: usize,
-    slots: usize,
-    rukong: &Path,
-    engine_url: &str,
-    results: &[Measured],
-    targets: &[Target],
-) -> serde_json::Value {
-    let unix_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    json!({
-        "tool": "rukong-e2e",
-        "mode": "cluster",
-        "unix_time": unix_secs,
-        "machine": crate::machine_json(cores),
-        "executors": args.executors,
-        "slots": slots,
-        "slots_per_executor": slots,
-        "poll_ms": args.poll_ms,
-        "rukong": rukong.display().to_string(),
-        "engine_url": engine_url,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "workloads": results.iter().map(|m| {
-            let per = (m.tasks * m.samples.len()) as f64;
-            json!({
-                "name": m.workload.name(),
-                "tasks": m.tasks,
-                "wall_ms": summary_json(m.wall()),
-                "engine_ms": summary_json(m.engine()),
-                "submit_ms": summary_json(m.submit()),
-                "tasks_per_sec": m.tasks_per_sec(),
-                "us_per_task": m.us_per_task(),
-                "redis_bytes_per_task": m.redis_bytes_per_task(),
-                "samples": {
-                    "wall_ms": m.samples.iter().map(|s| s.wall).collect::<Vec<_>>(),
-                    "engine_ms": m.samples.iter().map(|s| s.engine).collect::<Vec<_>>(),
-                    "submit_ms": m.samples.iter().map(|s| s.submit).collect::<Vec<_>>(),
-                },
-                "redis": {
-                    "calls": redis_stats::total_calls(&m.redis),
-                    "calls_per_task": m.redis_per_task(),
-                    "top": redis_stats::top(&m.redis, TOP_COMMANDS).iter().map(|(name, s)| {
-                        let mut j = stat_json(s, per);
-                        j["command"] = json!(name);
-                        j
-                    }).collect::<Vec<_>>(),
-                    "commands": m.redis.iter()
-                        .map(|(name, s)| (name.clone(), stat_json(s, per)))
-                        .collect::<serde_json::Map<_, _>>(),
-                },
-            })
-        }).collect::<Vec<_>>(),
-        "targets": targets.iter().map(|t| json!({
-            "workload": t.workload.name(),
-            "metric": t.name,
-            "unit": t.unit,
-            "required": t.required,
-            "measured": t.measured,
-            "met": t.met,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -869,10 +656,12 @@ mod tests {
                     engine: wall_ms - 1.0,
                     submit: 1.0,
                     redis_peak: 1000.0,
+                    harness_calls: 10,
                 };
                 3
             ],
             redis,
+            round_trips: 1000,
         }
     }
 

@@ -138,6 +138,17 @@ pub fn used_memory(addr: &str) -> Result<u64> {
         .context("no used_memory in INFO memory")
 }
 
+/// `total_reads_processed` from `INFO stats`: the read events Redis handled, one per batch
+/// of requests a client sent at once (a command, a pipeline, a blocking read), so the
+/// number of client round trips.
+pub fn reads_processed(addr: &str) -> Result<u64> {
+    let text = command(addr, &["INFO", "stats"])?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("total_reads_processed:"))
+        .and_then(|v| v.parse().ok())
+        .context("no total_reads_processed in INFO stats")
+}
+
 /// `INFO commandstats` from the Redis at `addr` (`host:port`), parsed.
 pub fn commandstats(addr: &str) -> Result<CommandStats> {
     parse_commandstats(&command(addr, &["INFO", "commandstats"])?)
