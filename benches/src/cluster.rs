@@ -534,8 +534,13 @@ fn measure_inner(cluster: &Cluster, w: Workload, args: &Args) -> Result<Measured
     let mut redis = redis_stats::delta(&before, &after);
     // The harness's reads: the two INFO commandstats and `before`'s INFO stats, and the
     // memory sampler's calls (its INFO memory calls, and the one before each run).
-    let harness: u64 = 3 + samples.iter().map(|s: &Sample| s.harness_calls).sum::<u64>();
-    let round_trips = reads_after.saturating_sub(reads_before).saturating_sub(harness);
+    let harness: u64 = 3 + samples
+        .iter()
+        .map(|s: &Sample| s.harness_calls)
+        .sum::<u64>();
+    let round_trips = reads_after
+        .saturating_sub(reads_before)
+        .saturating_sub(harness);
     // The harness's own INFO calls (the memory sampler's, `before`) are not the cluster's.
     redis.remove("info");
     Ok(Measured {

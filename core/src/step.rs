@@ -99,6 +99,10 @@ pub struct Step {
     pub reports: Vec<Report>,
     /// Outputs to write first: some child of each is a fan-in that reads it.
     pub writes: Vec<TaskIdx>,
+    /// For each of `writes`, the positions in `arrivals` of all its fan-in readers, or
+    /// empty when some of them arrive through the proxy ([`crate::store::LevelWrite`]: an
+    /// output whose readers this parent all completes need not be stored).
+    pub readers: Vec<Vec<u32>>,
     /// Then these arrival records, in one batch; their answers go to [`Step::decide`].
     pub arrivals: Vec<FlaggedArrival>,
     /// Then these fan-outs go to the proxy (after the writes are durable).
@@ -157,6 +161,7 @@ pub fn plan_step(dag: &Dag, schedule: &Schedule, done: &[Finished]) -> Step {
             [c] if dag.needed(c.task) == 1 => step.next.push(continue_into(c.task, t, skipped)),
             [c] => {
                 step.writes.push(t);
+                step.readers.push(vec![step.arrivals.len() as u32]);
                 step.waits.push(Wait {
                     parent: t,
                     skipped,
@@ -166,11 +171,21 @@ pub fn plan_step(dag: &Dag, schedule: &Schedule, done: &[Finished]) -> Step {
                 step.arrivals.push(arrival(dag, c, skipped));
             }
             _ => {
-                if kids.iter().any(|c| dag.needed(c.task) > 1) {
-                    step.writes.push(t);
-                }
+                let read = kids.iter().any(|c| dag.needed(c.task) > 1);
                 let preferred = schedule.become_pos(t);
-                if schedule.use_proxy(dag, t) {
+                let by_proxy = schedule.use_proxy(dag, t);
+                if read {
+                    step.writes.push(t);
+                    let first = step.arrivals.len() as u32;
+                    let n = kids.iter().filter(|c| dag.needed(c.task) > 1).count() as u32;
+                    // Handed to the proxy, the readers' arrivals are recorded there.
+                    step.readers.push(if by_proxy {
+                        Vec::new()
+                    } else {
+                        (first..first + n).collect()
+                    });
+                }
+                if by_proxy {
                     // Become the preferred child when it needs nothing else; the proxy
                     // takes the rest.
                     let become_pos = preferred.filter(|&p| dag.needed(kids[p].task) == 1);

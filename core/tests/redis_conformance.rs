@@ -97,11 +97,20 @@ async fn exercise_job(s: &RedisStore, job: &str) -> Arc<rukong_core::JobPlan> {
         .await
         .unwrap();
     // A level's writes and arrivals in one script (its four keys share the job's tag).
-    let b = plan.dag.lookup("b").unwrap();
+    // `b` completes `c`, its only reader: its output is not stored (`b` holds it); an
+    // output always stored is.
+    let (b, c) = (plan.dag.lookup("b").unwrap(), plan.dag.lookup("c").unwrap());
     let done = s
         .put_outputs_and_arrive(
             job,
-            vec![(b, Payload::Inline(Value::Int(2)))],
+            vec![
+                rukong_core::store::LevelWrite {
+                    task: b,
+                    payload: Payload::Inline(Value::Int(2)),
+                    readers: vec![0],
+                },
+                rukong_core::store::LevelWrite::always(c, Payload::Inline(Value::Int(3))),
+            ],
             &[rukong_core::store::FlaggedArrival {
                 req: arrival(&plan, "c", "b"),
                 skipped: false,
@@ -111,8 +120,8 @@ async fn exercise_job(s: &RedisStore, job: &str) -> Arc<rukong_core::JobPlan> {
         .unwrap();
     assert!(done[0].completes(), "{done:?}");
     assert_eq!(
-        s.get_outputs(job, &[b]).await.unwrap(),
-        vec![Some(Payload::Inline(Value::Int(2)))]
+        s.get_outputs(job, &[b, c]).await.unwrap(),
+        vec![None, Some(Payload::Inline(Value::Int(3)))]
     );
     s.append_events(job, vec![result(1), result(2)])
         .await

@@ -40,7 +40,7 @@ use rukong_core::dag::Join;
 use rukong_core::messages::{Event, KnownInput, Payload, Start};
 use rukong_core::proxy::{FanOutRequest, Proxy};
 use rukong_core::step::{self, Finished, Next};
-use rukong_core::store::Store;
+use rukong_core::store::{LevelWrite, Store};
 use rukong_core::{ExecClass, JobConfig, TaskIdx, Value};
 use std::collections::HashMap;
 
@@ -361,10 +361,15 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             };
             self.events.push(event);
         }
-        // The level's writes and arrival records: one call (one round trip in Redis).
+        // The level's writes and arrival records: one call (one round trip in Redis). An
+        // output only its own completing arrivals read may stay here (see `LevelWrite`).
         let mut writes = Vec::with_capacity(step.writes.len());
-        for &t in &step.writes {
-            writes.push((t, self.payload_of(&mut outs[at(t)]).await?));
+        for (&t, readers) in step.writes.iter().zip(&step.readers) {
+            writes.push(LevelWrite {
+                task: t,
+                payload: self.payload_of(&mut outs[at(t)]).await?,
+                readers: readers.clone(),
+            });
         }
         let answers = if !step.arrivals.is_empty() {
             self.svc
@@ -373,7 +378,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 .await?
         } else {
             if !writes.is_empty() {
-                self.svc.store.put_outputs(&plan.job, writes).await?;
+                let items = writes.into_iter().map(|w| (w.task, w.payload)).collect();
+                self.svc.store.put_outputs(&plan.job, items).await?;
             }
             Vec::new()
         };

@@ -105,6 +105,7 @@ fn a_fan_in_parent_writes_then_arrives_and_only_its_completer_goes_on_every_time
     let (a, b, c) = (t(&d, "a"), t(&d, "b"), t(&d, "c"));
     let step = plan_step(&d, &s, &[ran(b)]);
     assert_eq!(step.writes, [b]);
+    assert_eq!(step.readers, [vec![0]], "c reads it: stored unless b completes c");
     assert_eq!(step.arrivals.len(), 1);
     let r = step.arrivals[0];
     assert_eq!((r.req.child, r.req.needed, r.skipped), (c, 2, false));
@@ -191,6 +192,7 @@ fn a_fan_out_becomes_its_preferred_child_and_sends_the_other_ready_ones() {
     let (src, x, y, j) = (t(&d, "s"), t(&d, "x"), t(&d, "y"), t(&d, "j"));
     let step = plan_step(&d, &s, &[ran(src)]);
     assert_eq!(step.writes, [src], "j reads s's output from the store");
+    assert_eq!(step.readers, [vec![0]]);
     assert_eq!(step.arrivals.len(), 1);
     assert!(step.handoffs.is_empty());
     let preferred = d.children(src)[s.become_pos(src).unwrap()].task;
@@ -309,6 +311,7 @@ fn a_large_fan_out_goes_to_the_proxy_but_for_the_become_child() {
     assert!(s.use_proxy(&d, src));
     let step = plan_step(&d, &s, &[ran(src)]);
     assert_eq!(step.writes, [src]);
+    assert_eq!(step.readers, [Vec::<u32>::new()], "always stored: j arrives in the proxy");
     assert!(step.arrivals.is_empty(), "the proxy records the arrivals");
     assert_eq!(step.handoffs.len(), 1);
     let h = step.handoffs[0].clone();
@@ -409,6 +412,8 @@ fn several_finished_tasks_read_their_own_answers() {
     let (ab, x, bc) = (t(&d, "ab"), t(&d, "x"), t(&d, "bc"));
     let step = plan_step(&d, &s, &[ran(a), ran(b), ran(c)]);
     assert_eq!(step.writes, [a, b, c]);
+    // b's readers are its two fan-in children's arrivals, at positions 1 and 2.
+    assert_eq!(step.readers, [vec![0], vec![1, 2], vec![3]]);
     let children: Vec<TaskIdx> = step.arrivals.iter().map(|r| r.req.child).collect();
     assert_eq!(children, [ab, ab, bc, bc]);
     // a completes ab; b's arrival at ab is a re-arrival of another parent; b completes bc
@@ -552,33 +557,52 @@ enum Cut {
     Sends,
 }
 
-/// Runs the job to quiescence: a queue of invocations (lists of start tasks); each run may
-/// crash (probability 1/`crash_one_in` per step, at most twice per invocation) at a random
-/// point, and the invocation is then redelivered. Returns the tasks that ran at least once
-/// and the sinks reported.
-fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<bool>, usize) {
+/// What a model run saw: the tasks that ran at least once, the sinks reported, and the
+/// inputs a task had to read from the store but found missing (task, dependency).
+struct Run {
+    ran_once: Vec<bool>,
+    sinks: usize,
+    missing: Vec<(TaskIdx, TaskIdx)>,
+}
+
+/// Runs the job to quiescence: a queue of invocations (lists of start tasks, each with the
+/// dependency whose output it carries); each run may crash (probability 1/`crash_one_in`
+/// per step, at most twice per invocation) at a random point, and the invocation is then
+/// redelivered. A level's writes and arrivals are one atomic step, as in Redis: an output
+/// is stored unless every reader it lists completed there (`Step::readers`). A task reads
+/// every dependency but the one it carries from the store.
+fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> Run {
     let s = schedule(d, f);
     let mut rng = SplitMix64::new(seed);
     let mut records = Records::new(d, stable);
     let mut ran_once = vec![false; d.len()];
     let mut reported = vec![false; d.len()];
-    let mut queue: Vec<(Vec<TaskIdx>, u32)> = d.sources().iter().map(|&t| (vec![t], 0)).collect();
+    let mut stored = vec![false; d.len()];
+    let mut missing = Vec::new();
+    type Start = (TaskIdx, Option<TaskIdx>);
+    let mut queue: Vec<(Vec<Start>, u32)> =
+        d.sources().iter().map(|&t| (vec![(t, None)], 0)).collect();
     let mut budget = 200_000usize;
     while let Some((inv, crashes)) = queue.pop() {
         budget -= 1;
         assert!(budget > 0, "the model did not settle");
-        let mut frontier: Vec<TaskIdx> = inv.clone();
+        let mut frontier: Vec<Start> = inv.clone();
         let mut crashed = false;
         while !frontier.is_empty() && !crashed {
-            for &task in &frontier {
+            for &(task, from) in &frontier {
                 assert!(
                     d.deps(task).iter().all(|dep| ran_once[dep.get()]),
                     "{} ran before its dependencies",
                     d.id(task)
                 );
+                for &dep in d.deps(task) {
+                    if Some(dep) != from && !stored[dep.get()] {
+                        missing.push((task, dep));
+                    }
+                }
                 ran_once[task.get()] = true;
             }
-            let done: Vec<Finished> = frontier.iter().map(|&t| ran(t)).collect();
+            let done: Vec<Finished> = frontier.iter().map(|&(t, _)| ran(t)).collect();
             let step = plan_step(d, &s, &done);
             for r in &step.reports {
                 reported[r.task.get()] |= r.sink;
@@ -597,6 +621,11 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
                 break;
             }
             let answers: Vec<Arrival> = step.arrivals.iter().map(|r| records.arrive(r)).collect();
+            for (w, readers) in step.writes.iter().zip(&step.readers) {
+                if readers.is_empty() || !readers.iter().all(|&r| answers[r as usize].completes()) {
+                    stored[w.get()] = true;
+                }
+            }
             if matches!(cut, Some(Cut::Arrivals)) {
                 crashed = true;
                 break;
@@ -605,7 +634,7 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
                 let reqs = fan_out_arrivals(d, &h.children, false);
                 let got: Vec<Arrival> = reqs.iter().map(|r| records.arrive(r)).collect();
                 for send in fan_out(d, h.parent, &h.children, false, &got) {
-                    queue.push((vec![send.task], 0));
+                    queue.push((vec![(send.task, send.from)], 0));
                 }
             }
             if matches!(cut, Some(Cut::Handoffs)) {
@@ -614,7 +643,7 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
             }
             let out = step.decide(d, &answers, true);
             for send in out.sends.iter().chain(&out.moved) {
-                queue.push((vec![send.task], 0));
+                queue.push((vec![(send.task, send.from)], 0));
             }
             if matches!(cut, Some(Cut::Sends)) {
                 crashed = true;
@@ -623,8 +652,9 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
             frontier = out
                 .next
                 .iter()
-                .map(|n| match n {
-                    Next::Run { task, .. } | Next::Skip { task } => *task,
+                .map(|n| match *n {
+                    Next::Run { task, from } => (task, Some(from)),
+                    Next::Skip { task } => (task, None),
                 })
                 .collect();
         }
@@ -633,8 +663,11 @@ fn run_job(d: &Dag, f: u32, stable: bool, seed: u64, crash_one_in: u64) -> (Vec<
             queue.insert(0, (inv, crashes + 1));
         }
     }
-    let sinks = reported.iter().filter(|r| **r).count();
-    (ran_once, sinks)
+    Run {
+        ran_once,
+        sinks: reported.iter().filter(|r| **r).count(),
+        missing,
+    }
 }
 
 /// A random DAG of `n` tasks: each task depends on up to 3 earlier ones, some fan-outs wide
@@ -672,17 +705,26 @@ fn every_task_runs_and_every_sink_reports_despite_crashes_at_every_point() {
     for seed in 0..40 {
         let d = random_dag(seed, 60);
         for crash_one_in in [1_000_000, 5, 2] {
-            let (ran_once, sinks) = run_job(&d, 4, true, seed * 7 + crash_one_in, crash_one_in);
+            let run = run_job(&d, 4, true, seed * 7 + crash_one_in, crash_one_in);
             let missed: Vec<&str> = d
                 .tasks()
-                .filter(|t| !ran_once[t.get()])
+                .filter(|t| !run.ran_once[t.get()])
                 .map(|t| d.id(t).as_str())
                 .collect();
             assert!(
                 missed.is_empty(),
                 "seed {seed}, crash 1/{crash_one_in}: never ran {missed:?}"
             );
-            assert_eq!(sinks, d.sink_count(), "seed {seed}");
+            assert_eq!(run.sinks, d.sink_count(), "seed {seed}");
+            let unread: Vec<(&str, &str)> = run
+                .missing
+                .iter()
+                .map(|&(t, dep)| (d.id(t).as_str(), d.id(dep).as_str()))
+                .collect();
+            assert!(
+                unread.is_empty(),
+                "seed {seed}, crash 1/{crash_one_in}: inputs read but not stored: {unread:?}"
+            );
         }
     }
 }
@@ -693,8 +735,7 @@ fn the_model_strands_children_when_only_the_first_arrival_completes() {
     // crash strands a fan-in child. This shows the model can fail.
     let stranded = (0..40).any(|seed| {
         let d = random_dag(seed, 60);
-        let (ran_once, _) = run_job(&d, 4, false, seed, 2);
-        ran_once.iter().any(|r| !r)
+        run_job(&d, 4, false, seed, 2).ran_once.iter().any(|r| !r)
     });
     assert!(stranded, "the broken record never stranded a child");
 }

@@ -225,10 +225,13 @@ impl FanInStore for MemoryStore {
     async fn put_outputs_and_arrive(
         &self,
         job: &JobId,
-        outputs: Vec<(TaskIdx, Payload)>,
+        outputs: Vec<LevelWrite>,
         reqs: &[FlaggedArrival],
     ) -> StoreResult<Vec<Arrival>> {
-        self.put_outputs(job, outputs).await?;
+        // Every output is kept (write before count, no deletion): one that only its
+        // completer reads costs memory here, never a wrong answer.
+        let items = outputs.into_iter().map(|w| (w.task, w.payload)).collect();
+        self.put_outputs(job, items).await?;
         self.record_flagged_arrivals(job, reqs).await
     }
 

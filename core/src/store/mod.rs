@@ -134,15 +134,16 @@ pub trait FanInStore: Send + Sync + 'static {
         reqs: &[FlaggedArrival],
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 
-    /// Writes `outputs` (write-once, as [`OutputStore::put_outputs`]) and then records
-    /// `reqs` (as [`FanInStore::record_flagged_arrivals`]), in that order, as one step: a
-    /// child made ready by an arrival always finds the outputs, and in Redis a frontier
-    /// level's writes and counts cost one round trip. Retrying the whole call after a lost
-    /// reply writes nothing new and gives the same answers.
+    /// Writes `outputs` (write-once, as [`OutputStore::put_outputs`]) and records `reqs`
+    /// (as [`FanInStore::record_flagged_arrivals`]) as one step: a child made ready by an
+    /// arrival always finds the outputs it reads, and in Redis a frontier level's writes
+    /// and counts cost one round trip. An output whose readers (see [`LevelWrite`]) are all
+    /// completed by this call's own arrivals may be left unstored. Retrying the whole call
+    /// after a lost reply writes nothing new and gives the same answers.
     fn put_outputs_and_arrive(
         &self,
         job: &JobId,
-        outputs: Vec<(TaskIdx, Payload)>,
+        outputs: Vec<LevelWrite>,
         reqs: &[FlaggedArrival],
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 
@@ -321,6 +322,31 @@ pub struct DeviceStats {
     /// `call_batch` launches, and the calls they served.
     pub launches: u64,
     pub bundled_calls: u64,
+}
+
+/// An output written with a level's arrivals ([`FanInStore::put_outputs_and_arrive`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelWrite {
+    pub task: TaskIdx,
+    pub payload: Payload,
+    /// Positions, in the same call's arrivals, of every fan-in child that reads this output
+    /// (one arrival each). When each of them completes its child, nobody else will read
+    /// the output: this parent is the completer of every reader and continues with the
+    /// output in hand (a re-run of it is told "completes" again, and holds it again), so a
+    /// store may leave it unstored. Empty: some reader arrives elsewhere (through the
+    /// proxy), and the output is always stored.
+    pub readers: Vec<u32>,
+}
+
+impl LevelWrite {
+    /// An output that is always stored.
+    pub fn always(task: TaskIdx, payload: Payload) -> Self {
+        LevelWrite {
+            task,
+            payload,
+            readers: Vec::new(),
+        }
+    }
 }
 
 /// Executor membership with heartbeats.

@@ -150,7 +150,7 @@ impl<S: Store> FanInStore for Faulty<S> {
     async fn put_outputs_and_arrive(
         &self,
         job: &JobId,
-        outputs: Vec<(TaskIdx, Payload)>,
+        outputs: Vec<LevelWrite>,
         reqs: &[FlaggedArrival],
     ) -> StoreResult<Vec<Arrival>> {
         self.call(self.inner.put_outputs_and_arrive(job, outputs, reqs))

@@ -315,9 +315,10 @@ fn assert_one_completer(completing: &[(u32, bool)]) {
     );
 }
 
-/// A level's writes and arrivals in one call: the outputs are readable once the call
-/// returns, the answers are those of separate calls, and a retry (after a lost reply)
-/// writes nothing new and answers the same.
+/// A level's writes and arrivals in one call: an output a later completer reads is stored
+/// once the call returns, the answers are those of separate calls, and a retry (after a
+/// lost reply) writes nothing new and answers the same. An output read only by children
+/// this very call completes may be left out (its completer holds it).
 pub async fn outputs_and_arrivals_in_one_step<S: Store>(s: &S) {
     let plan = sample_plan(&unique_job("level"));
     let job = plan.job.clone();
@@ -333,38 +334,50 @@ pub async fn outputs_and_arrivals_in_one_step<S: Store>(s: &S) {
         skipped: false,
     };
     let int = |v: i64| Payload::Inline(Value::Int(v));
+    let read_by_first = |t, p| LevelWrite {
+        task: t,
+        payload: p,
+        readers: vec![0],
+    };
+    // `a` does not complete `c`: its output is stored for the completer to read.
     let first = s
-        .put_outputs_and_arrive(&job, vec![(a, int(1))], &[at_c("a")])
+        .put_outputs_and_arrive(&job, vec![read_by_first(a, int(1))], &[at_c("a")])
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert!(first[0].first_time && !first[0].completes(), "{first:?}");
     assert_eq!(s.get_outputs(&job, &[a]).await.unwrap(), vec![Some(int(1))]);
+    // `b` completes it: it may keep its output to itself.
     let done = s
-        .put_outputs_and_arrive(&job, vec![(b, int(2))], &[at_c("b")])
+        .put_outputs_and_arrive(&job, vec![read_by_first(b, int(2))], &[at_c("b")])
         .await
         .unwrap();
     assert!(done[0].completes(), "{done:?}");
+    let b_stored = s.get_outputs(&job, &[b]).await.unwrap()[0].clone();
+    assert!(matches!(
+        &b_stored,
+        None | Some(Payload::Inline(Value::Int(2)))
+    ));
     // A retry with another payload (a re-run that computed it again) changes nothing.
     let again = s
-        .put_outputs_and_arrive(&job, vec![(b, int(99))], &[at_c("b")])
+        .put_outputs_and_arrive(&job, vec![read_by_first(b, int(99))], &[at_c("b")])
         .await
         .unwrap();
     assert!(again[0].completes() && !again[0].first_time, "{again:?}");
     assert_eq!(
         s.get_outputs(&job, &[a, b]).await.unwrap(),
-        vec![Some(int(1)), Some(int(2))]
+        vec![Some(int(1)), b_stored]
     );
-    // Writes alone (arrivals recorded elsewhere, by the proxy).
+    // Writes alone (arrivals recorded elsewhere, by the proxy) are always stored.
     let none = s
-        .put_outputs_and_arrive(&job, vec![(c, int(3))], &[])
+        .put_outputs_and_arrive(&job, vec![LevelWrite::always(c, int(3))], &[])
         .await
         .unwrap();
     assert!(none.is_empty());
     assert_eq!(s.get_outputs(&job, &[c]).await.unwrap(), vec![Some(int(3))]);
     s.delete_job(&job).await.unwrap();
     assert!(matches!(
-        s.put_outputs_and_arrive(&job, vec![(a, int(1))], &[at_c("a")])
+        s.put_outputs_and_arrive(&job, vec![LevelWrite::always(a, int(1))], &[at_c("a")])
             .await,
         Err(StoreError::UnknownJob(_))
     ));

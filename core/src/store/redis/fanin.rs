@@ -14,8 +14,10 @@ use super::scripts::SCRIPTS;
 use super::{RedisStore, encode, job_key, jobs::check_task, reply};
 use crate::error::StoreError;
 use crate::ids::{JobId, TaskIdx};
-use crate::messages::{Payload, job_prefix};
-use crate::store::{Arrival, ArrivalReq, FanInStore, FlaggedArrival, OutputStore, StoreResult};
+use crate::messages::job_prefix;
+use crate::store::{
+    Arrival, ArrivalReq, FanInStore, FlaggedArrival, LevelWrite, OutputStore, StoreResult,
+};
 
 /// Redis bitmaps hold up to 2^32 bits.
 const MAX_BITS: u64 = 1 << 32;
@@ -44,11 +46,12 @@ impl FanInStore for RedisStore {
     async fn put_outputs_and_arrive(
         &self,
         job: &JobId,
-        outputs: Vec<(TaskIdx, Payload)>,
+        outputs: Vec<LevelWrite>,
         reqs: &[FlaggedArrival],
     ) -> StoreResult<Vec<Arrival>> {
         if reqs.is_empty() {
-            self.put_outputs(job, outputs).await?;
+            let items = outputs.into_iter().map(|w| (w.task, w.payload)).collect();
+            self.put_outputs(job, items).await?;
             return Ok(Vec::new());
         }
         self.arrive(
@@ -88,12 +91,13 @@ impl FanInStore for RedisStore {
 }
 
 impl RedisStore {
-    /// One script call for a batch of arrivals, after writing `outputs` (write-once);
-    /// `flagged` (or a DAG with guards) picks the script that also counts skipped parents.
+    /// One script call for a batch of arrivals and the level's `outputs` (write-once, left
+    /// out when all their readers complete here); `flagged` (or a DAG with guards) picks
+    /// the script that also counts skipped parents.
     async fn arrive<'a>(
         &self,
         job: &JobId,
-        outputs: &[(TaskIdx, Payload)],
+        outputs: &[LevelWrite],
         reqs: impl Iterator<Item = (&'a ArrivalReq, bool)>,
         len: usize,
         flagged: bool,
@@ -117,9 +121,20 @@ impl RedisStore {
             .key(job_key(job, "out"))
             .arg(self.ttl_ms())
             .arg(outputs.len());
-        for (t, p) in outputs {
-            check_task(&cp, *t)?;
-            inv.arg(t.0).arg(encode(p));
+        for w in outputs {
+            check_task(&cp, w.task)?;
+            if let Some(&r) = w.readers.iter().find(|&&r| r as usize >= len) {
+                return Err(StoreError::Corrupt {
+                    key: format!("{}out:{}", job_prefix(job), w.task.0),
+                    message: format!("reader position {r} is past the {len} arrivals"),
+                });
+            }
+            inv.arg(w.task.0)
+                .arg(encode(&w.payload))
+                .arg(w.readers.len());
+            for &r in &w.readers {
+                inv.arg(r);
+            }
         }
         let mut needs = Vec::with_capacity(len);
         for (r, skipped) in reqs {

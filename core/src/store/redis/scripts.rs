@@ -72,28 +72,33 @@ return redis.call('SMEMBERS', KEYS[4])
 ";
 
 /// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, the number
-/// n of outputs, n (task, payload) pairs, then (bit offset, child, needed) triples. First
-/// writes the outputs (write-once, as `PUT_OUTPUTS`), so that a child made ready here finds
-/// them: a level's writes and counts are one round trip. Then sets each parent's bit, and
-/// counts it only when it was clear: a retried or duplicated arrival counts once. The
-/// arrival that completes the set replaces the count field with `c<bit>`, naming the
-/// completer, so that its re-arrivals are told `completes` again (no other write can
-/// follow: every bit is set). Returns (arrived, first_time, completer) triples.
+/// n of outputs, n groups (task, payload, k, k reader positions), then (bit offset, child,
+/// needed) triples. Sets each parent's bit, and counts it only when it was clear: a
+/// retried or duplicated arrival counts once. The arrival that completes the set replaces
+/// the count field with `c<bit>`, naming the completer, so that its re-arrivals are told
+/// `completes` again (no other write can follow: every bit is set). Then writes each output
+/// (write-once, `HSETNX`) unless it has readers and every one of them completed here: only
+/// its completer reads it, and holds it. Atomic, so no reader can see a count before the
+/// outputs it reads. Returns (arrived, first_time, completer) triples.
 const FAN_IN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
 local n = tonumber(ARGV[2])
-for j = 0, n - 1 do
-  redis.call('HSETNX', KEYS[4], ARGV[3 + 2 * j], ARGV[4 + 2 * j])
+local writes = {}
+local at = 3
+for j = 1, n do
+  local k = tonumber(ARGV[at + 2])
+  writes[j] = {at, k}
+  at = at + 3 + k
 end
-if n > 0 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 local out = {}
-for i = 3 + 2 * n, #ARGV, 3 do
+local comp = {}
+for i = at, #ARGV, 3 do
   local child, needed = ARGV[i + 1], tonumber(ARGV[i + 2])
   local arrived, first, completer = 0, 0, 0
-  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
-    arrived = redis.call('HINCRBY', KEYS[3], child, 1)
+  if redis.call('SETBIT', KEYS[2], ARGV[i], '1') == 0 then
+    arrived = redis.call('HINCRBY', KEYS[3], child, '1')
     first = 1
     if arrived == needed then
       redis.call('HSET', KEYS[3], child, 'c' .. ARGV[i])
@@ -111,38 +116,57 @@ for i = 3 + 2 * n, #ARGV, 3 do
   out[#out + 1] = arrived
   out[#out + 1] = first
   out[#out + 1] = completer
+  comp[#comp + 1] = completer
 end
+local wrote = false
+for j = 1, n do
+  local w, k = writes[j][1], writes[j][2]
+  local keep = k == 0
+  for r = 1, k do
+    if comp[tonumber(ARGV[w + 2 + r]) + 1] ~= 1 then keep = true break end
+  end
+  if keep then
+    redis.call('HSETNX', KEYS[4], ARGV[w], ARGV[w + 1])
+    wrote = true
+  end
+end
+if wrote then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return out
 ";
 
 /// As `FAN_IN`, for arrivals that say whether their parent was skipped (DESIGN §8).
-/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, n, n
-/// (task, payload) pairs written first, then (bit offset, child, skipped 0/1, needed)
+/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, n, n groups
+/// (task, payload, k, k reader positions), then (bit offset, child, skipped 0/1, needed)
 /// quads. A first-time skipped arrival also increments field `s<child>` of the counters
 /// hash, before the count, in this one script: the skip counts once, exactly like the
-/// arrival. Returns (arrived, first_time, completer, skipped) quads; `skipped` is exact
-/// for every arrival of the completer (0 otherwise, a lower bound).
+/// arrival. Outputs are written after the counts, as in `FAN_IN`. Returns (arrived,
+/// first_time, completer, skipped) quads; `skipped` is exact for every arrival of the
+/// completer (0 otherwise, a lower bound).
 const FAN_IN_FLAGGED: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
 local n = tonumber(ARGV[2])
-for j = 0, n - 1 do
-  redis.call('HSETNX', KEYS[4], ARGV[3 + 2 * j], ARGV[4 + 2 * j])
+local writes = {}
+local at = 3
+for j = 1, n do
+  local k = tonumber(ARGV[at + 2])
+  writes[j] = {at, k}
+  at = at + 3 + k
 end
-if n > 0 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 local out = {}
-for i = 3 + 2 * n, #ARGV, 4 do
+local comp = {}
+for i = at, #ARGV, 4 do
   local child, needed = ARGV[i + 1], tonumber(ARGV[i + 3])
   local skips = 0
   local arrived, first, completer = 0, 0, 0
-  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
+  if redis.call('SETBIT', KEYS[2], ARGV[i], '1') == 0 then
     if ARGV[i + 2] == '1' then
-      skips = redis.call('HINCRBY', KEYS[3], 's' .. child, 1)
+      skips = redis.call('HINCRBY', KEYS[3], 's' .. child, '1')
     end
-    arrived = redis.call('HINCRBY', KEYS[3], child, 1)
+    arrived = redis.call('HINCRBY', KEYS[3], child, '1')
     first = 1
     if arrived == needed then
       redis.call('HSET', KEYS[3], child, 'c' .. ARGV[i])
@@ -164,7 +188,21 @@ for i = 3 + 2 * n, #ARGV, 4 do
   out[#out + 1] = first
   out[#out + 1] = completer
   out[#out + 1] = skips
+  comp[#comp + 1] = completer
 end
+local wrote = false
+for j = 1, n do
+  local w, k = writes[j][1], writes[j][2]
+  local keep = k == 0
+  for r = 1, k do
+    if comp[tonumber(ARGV[w + 2 + r]) + 1] ~= 1 then keep = true break end
+  end
+  if keep then
+    redis.call('HSETNX', KEYS[4], ARGV[w], ARGV[w + 1])
+    wrote = true
+  end
+end
+if wrote then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return out
