@@ -104,12 +104,39 @@ impl Value {
 
     /// MessagePack encoding (the wire and store form).
     pub fn to_msgpack(&self) -> Vec<u8> {
+        // Sized up front (`approx_size` bounds the encoding from above for strings and
+        // bytes), so a large blob is copied once, not once per doubling of the buffer.
+        let mut buf = Vec::with_capacity(self.approx_size());
         // Serializing a Value into a Vec cannot fail: every variant maps to a MessagePack type.
-        rmp_serde::to_vec(self).unwrap_or_default()
+        match rmp_serde::encode::write(&mut buf, self) {
+            Ok(()) => buf,
+            Err(_) => Vec::new(),
+        }
     }
 
     pub fn from_msgpack(bytes: &[u8]) -> Result<Value, rmp_serde::decode::Error> {
         crate::msgpack::from_slice(bytes)
+    }
+
+    /// As [`Value::from_msgpack`], for an encoding held in shared [`Bytes`] (an object
+    /// fetched from the store): a value that is one byte string (MessagePack `bin`, how
+    /// large blobs travel) shares its bytes with `bytes` instead of copying them.
+    pub fn from_msgpack_shared(bytes: &Bytes) -> Result<Value, rmp_serde::decode::Error> {
+        let header = match bytes.first() {
+            Some(0xc4) if bytes.len() >= 2 => Some((2, usize::from(bytes[1]))),
+            Some(0xc5) if bytes.len() >= 3 => {
+                Some((3, usize::from(u16::from_be_bytes([bytes[1], bytes[2]]))))
+            }
+            Some(0xc6) if bytes.len() >= 5 => Some((
+                5,
+                u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize,
+            )),
+            _ => None,
+        };
+        match header {
+            Some((h, len)) if h + len == bytes.len() => Ok(Value::Bytes(bytes.slice(h..))),
+            _ => Self::from_msgpack(bytes),
+        }
     }
 }
 
@@ -274,5 +301,35 @@ mod tests {
     fn huge_json_integers_become_floats() {
         let v = Value::from_json(&serde_json::json!(18446744073709551615u64));
         assert!(matches!(v, Value::Float(_)));
+    }
+
+    #[test]
+    fn a_shared_decode_of_a_byte_string_shares_it_and_matches_the_copying_one() {
+        for n in [0usize, 1, 255, 256, 65_535, 65_536, 300_000] {
+            let v = Value::Bytes(Bytes::from(vec![7u8; n]));
+            let enc = Bytes::from(v.to_msgpack());
+            let shared = Value::from_msgpack_shared(&enc).unwrap();
+            assert_eq!(shared, v, "{n} bytes");
+            assert_eq!(shared, Value::from_msgpack(&enc).unwrap());
+            if let Value::Bytes(b) = &shared
+                && n > 0
+            {
+                let inside = enc.as_ptr() as usize..enc.as_ptr() as usize + enc.len();
+                assert!(
+                    inside.contains(&(b.as_ptr() as usize)),
+                    "{n} bytes were copied"
+                );
+            }
+        }
+        // Anything else decodes as before, and a bad length is not taken for a blob.
+        for v in [
+            Value::Int(3),
+            Value::Array(vec![Value::Bytes(Bytes::from_static(b"x"))]),
+        ] {
+            let enc = Bytes::from(v.to_msgpack());
+            assert_eq!(Value::from_msgpack_shared(&enc).unwrap(), v);
+        }
+        let short = Bytes::from_static(&[0xc4, 9, 1, 2]);
+        assert!(Value::from_msgpack_shared(&short).is_err());
     }
 }

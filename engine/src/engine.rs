@@ -475,7 +475,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                     job: job.clone(),
                     task: task.clone(),
                 })?;
-                Value::from_msgpack(&bytes).map_err(|e| EngineError::CorruptOutput {
+                Value::from_msgpack_shared(&bytes).map_err(|e| EngineError::CorruptOutput {
                     job: job.clone(),
                     task: task.clone(),
                     message: e.to_string(),

@@ -590,7 +590,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                     dag.id(from)
                 ),
             })?;
-            let value = Value::from_msgpack(&bytes).map_err(|e| WalkError::Backend {
+            let value = Value::from_msgpack_shared(&bytes).map_err(|e| WalkError::Backend {
                 retryable: false,
                 error: format!("object {key} is corrupt: {e}"),
             })?;

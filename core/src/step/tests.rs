@@ -105,7 +105,11 @@ fn a_fan_in_parent_writes_then_arrives_and_only_its_completer_goes_on_every_time
     let (a, b, c) = (t(&d, "a"), t(&d, "b"), t(&d, "c"));
     let step = plan_step(&d, &s, &[ran(b)]);
     assert_eq!(step.writes, [b]);
-    assert_eq!(step.readers, [vec![0]], "c reads it: stored unless b completes c");
+    assert_eq!(
+        step.readers,
+        [vec![0]],
+        "c reads it: stored unless b completes c"
+    );
     assert_eq!(step.arrivals.len(), 1);
     let r = step.arrivals[0];
     assert_eq!((r.req.child, r.req.needed, r.skipped), (c, 2, false));
@@ -311,7 +315,11 @@ fn a_large_fan_out_goes_to_the_proxy_but_for_the_become_child() {
     assert!(s.use_proxy(&d, src));
     let step = plan_step(&d, &s, &[ran(src)]);
     assert_eq!(step.writes, [src]);
-    assert_eq!(step.readers, [Vec::<u32>::new()], "always stored: j arrives in the proxy");
+    assert_eq!(
+        step.readers,
+        [Vec::<u32>::new()],
+        "always stored: j arrives in the proxy"
+    );
     assert!(step.arrivals.is_empty(), "the proxy records the arrivals");
     assert_eq!(step.handoffs.len(), 1);
     let h = step.handoffs[0].clone();
