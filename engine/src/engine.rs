@@ -16,6 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// How long a succeeded job's trailing progress and spans are waited for (see
+/// [`JobTracker::settled`]); they normally arrive within milliseconds.
+pub(crate) const TRAILING_EVENTS: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub limits: Limits,
@@ -400,10 +404,11 @@ impl<S: Store, P: Proxy> Engine<S, P> {
                 Err(e) => return Err(e.into()),
             }
         };
-        if state == JobState::Succeeded && plan.config.trace {
-            // Other invocations may flush their spans just after the sink's result.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !tracker.trace_complete() && Instant::now() < deadline {
+        if state == JobState::Succeeded {
+            // Other invocations may flush their progress and spans just after the sink's
+            // result: read on, briefly, until every task is accounted for.
+            let deadline = Instant::now() + TRAILING_EVENTS;
+            while !tracker.settled() && Instant::now() < deadline {
                 let batch = self
                     .store
                     .read_events(job, cursor, 65_536, Duration::from_millis(50))

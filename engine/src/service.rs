@@ -267,7 +267,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
             }
         };
         if final_state == JobState::Succeeded {
-            self.drain_trace(&job, &f, cursor).await;
+            self.drain_trailing(&job, &f, cursor).await;
         }
         self.finish(&f, final_state);
         tokio::time::sleep(self.config.retention).await;
@@ -315,16 +315,16 @@ impl<S: Store, P: Proxy> JobService<S, P> {
         }
     }
 
-    /// A traced job's spans can trail its end (another invocation may flush just after the
-    /// sink's result): read on, for at most 2 s, until every task has a span.
-    async fn drain_trace(&self, job: &JobId, f: &Followed, mut cursor: u64) {
+    /// A succeeded job's progress and spans can trail its end (another invocation may
+    /// flush just after the sink's result): read on, briefly, until every task is counted.
+    async fn drain_trailing(&self, job: &JobId, f: &Followed, mut cursor: u64) {
         let store = self.engine.store().clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + crate::engine::TRAILING_EVENTS;
         loop {
             {
                 let t = lock(&f.tracker);
                 match t.as_ref() {
-                    Some(t) if t.plan().config.trace && !t.trace_complete() => {}
+                    Some(t) if !t.settled() => {}
                     _ => return,
                 }
             }

@@ -149,6 +149,15 @@ impl JobTracker {
         self.stats.tasks.min(self.plan.dag.len() as u64)
     }
 
+    /// Whether every task's progress (and, for a traced job, its span) has been seen. A
+    /// succeeded job's last progress events can trail its sink's result: an invocation
+    /// that only recorded an arrival flushes its counts after the completer may have
+    /// finished the job.
+    pub fn settled(&self) -> bool {
+        self.tasks_settled() >= self.plan.dag.len() as u64
+            && (!self.plan.config.trace || self.trace_complete())
+    }
+
     /// Tasks run or skipped so far, for progress (clamped to the total).
     pub fn tasks_settled(&self) -> u64 {
         (self.stats.tasks + self.stats.skipped).min(self.plan.dag.len() as u64)

@@ -11,7 +11,7 @@
 //! | `rk:{job}:state` | string | the [`JobState`]; its existence is the job's existence |
 //! | `rk:{job}:arr` | bitmap | fan-in: one bit per (child, parent position) |
 //! | `rk:{job}:cnt` | hash | fan-in: child index → parents arrived, then `c<bit>` (the completer) once complete |
-//! | `rk:{job}:out` | hash | task index → output [`Payload`] (write-once, `HSETNX`) |
+//! | `rk:{job}:out` | hash | task index → output [`Payload`] (write-once, `HSETNX`); not stored when only children its own arrivals complete read it |
 //! | `rk:{job}:events` | stream | event n has id `n-1`, field `e`; wake-up markers have field `w` |
 //! | `rk:{job}:evseq` | string | events appended so far |
 //! | `rk:{job}:objects` | set | the job's object keys, for `delete_job` |
