@@ -178,3 +178,18 @@ fn an_executor_killed_between_a_fan_in_s_arrival_and_its_push_changes_nothing() 
     assert_eq!(v["stats"]["state"], "succeeded");
     assert_eq!(v["outputs"]["a6_0"], 64 * 63 / 2);
 }
+
+/// More seeds, for a longer run by hand: `RUKONG_CHAOS_SEEDS=3,4,5 RUKONG_CHAOS_KILLS=100
+/// cargo test -p rukong-client --all-features --test chaos -- --ignored`.
+#[test]
+#[ignore = "long: seeds and kill counts from RUKONG_CHAOS_SEEDS and RUKONG_CHAOS_KILLS"]
+fn executor_sigkills_on_the_seeds_given_in_the_environment() {
+    let seeds = std::env::var("RUKONG_CHAOS_SEEDS").unwrap_or_else(|_| "3".into());
+    let kills = std::env::var("RUKONG_CHAOS_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(100);
+    for seed in seeds.split(',').filter_map(|s| s.trim().parse().ok()) {
+        survives_kills(seed, kills);
+    }
+}

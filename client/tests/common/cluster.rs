@@ -92,8 +92,14 @@ impl Cluster {
 
     fn command(&self, sub: &[&str]) -> Command {
         let mut cmd = Command::new(exe());
+        // The processes read RUKONG_* variables as settings: none of the test run's own
+        // (RUKONG_FUZZ_CASES, say) may reach them, only the ones set here.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("RUKONG_") {
+                cmd.env_remove(&k);
+            }
+        }
         cmd.args(sub)
-            .env_remove("RUKONG_CONFIG")
             .env("RUKONG_REDIS__URL", self.redis.url())
             .env(
                 "RUKONG_REDIS__RESPONSE_TIMEOUT_MS",
