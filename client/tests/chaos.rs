@@ -79,10 +79,15 @@ fn random_dag(seed: u64, width: usize, layers: usize, ms: i64) -> (String, BTree
 /// restarting it at once) until `kills` were made or the job ended; asserts that all kills
 /// happened while it ran and that every output is exact.
 fn survives_kills(seed: u64, kills: usize) {
+    survives_kills_with(seed, kills, 1_500)
+}
+
+/// As [`survives_kills`], with a visibility timeout of `visibility_ms`.
+fn survives_kills_with(seed: u64, kills: usize, visibility_ms: u64) {
     let mut c = Cluster::start(Options {
         // A killed executor's invocations are taken over after this; an invocation is
         // delivered at most 5 times (the default) before its job fails.
-        visibility_timeout_ms: 1_500,
+        visibility_timeout_ms: visibility_ms,
         max_deliveries: 5,
         ..Options::default()
     });
@@ -180,7 +185,8 @@ fn an_executor_killed_between_a_fan_in_s_arrival_and_its_push_changes_nothing() 
 }
 
 /// More seeds, for a longer run by hand: `RUKONG_CHAOS_SEEDS=3,4,5 RUKONG_CHAOS_KILLS=100
-/// cargo test -p rukong-client --all-features --test chaos -- --ignored`.
+/// RUKONG_CHAOS_VISIBILITY_MS=3000 cargo test -p rukong-client --all-features --test chaos
+/// -- --ignored`.
 #[test]
 #[ignore = "long: seeds and kill counts from RUKONG_CHAOS_SEEDS and RUKONG_CHAOS_KILLS"]
 fn executor_sigkills_on_the_seeds_given_in_the_environment() {
@@ -189,7 +195,11 @@ fn executor_sigkills_on_the_seeds_given_in_the_environment() {
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(100);
+    let visibility = std::env::var("RUKONG_CHAOS_VISIBILITY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_500);
     for seed in seeds.split(',').filter_map(|s| s.trim().parse().ok()) {
-        survives_kills(seed, kills);
+        survives_kills_with(seed, kills, visibility);
     }
 }
