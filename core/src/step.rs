@@ -171,13 +171,14 @@ pub fn plan_step(dag: &Dag, schedule: &Schedule, done: &[Finished]) -> Step {
                 step.arrivals.push(arrival(dag, c, skipped));
             }
             _ => {
-                let read = kids.iter().any(|c| dag.needed(c.task) > 1);
+                // Fan-in children read this output from the store.
+                let readers = kids.iter().filter(|c| dag.needed(c.task) > 1).count() as u32;
                 let preferred = schedule.become_pos(t);
                 let by_proxy = schedule.use_proxy(dag, t);
-                if read {
+                if readers > 0 {
                     step.writes.push(t);
                     let first = step.arrivals.len() as u32;
-                    let n = kids.iter().filter(|c| dag.needed(c.task) > 1).count() as u32;
+                    let n = readers;
                     // Handed to the proxy, the readers' arrivals are recorded there.
                     step.readers.push(if by_proxy {
                         Vec::new()

@@ -409,10 +409,15 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             // result: read on, briefly, until every task is accounted for.
             let deadline = Instant::now() + TRAILING_EVENTS;
             while !tracker.settled() && Instant::now() < deadline {
-                let batch = self
+                // Best effort: the job has succeeded, and a store that fails now only
+                // leaves its counts short.
+                let Ok(batch) = self
                     .store
                     .read_events(job, cursor, 65_536, Duration::from_millis(50))
-                    .await?;
+                    .await
+                else {
+                    break;
+                };
                 cursor = batch.next;
                 if batch.events.is_empty() {
                     // A finished job's read returns at once; don't spin.

@@ -201,12 +201,7 @@ impl ExecutorHandle {
     }
 
     fn shutdown(&mut self) {
-        self.begin_stop();
-        self.await_deregistered();
-        // Give slots one pull period to notice the flag, then stop the system.
-        std::thread::sleep(Duration::from_millis(1));
-        self.stop_system();
-        self.join();
+        stop_in_phases(&mut [self]);
     }
 }
 
@@ -215,17 +210,24 @@ impl ExecutorHandle {
 /// one runtime started (its timers live there) to a task of another; stopping that runtime
 /// first would leave the other polling a dead timer, which panics.
 pub fn stop_all(mut handles: Vec<ExecutorHandle>) {
-    for h in &handles {
+    let mut all: Vec<&mut ExecutorHandle> = handles.iter_mut().collect();
+    stop_in_phases(&mut all);
+}
+
+/// The phases of [`stop_all`] (idempotent: a stopped handle has nothing left to stop).
+fn stop_in_phases(handles: &mut [&mut ExecutorHandle]) {
+    for h in handles.iter() {
         h.begin_stop();
     }
-    for h in &mut handles {
+    for h in handles.iter_mut() {
         h.await_deregistered();
     }
+    // Give slots one pull period to notice the flag, then stop the systems.
     std::thread::sleep(Duration::from_millis(1));
-    for h in &mut handles {
+    for h in handles.iter_mut() {
         h.stop_system();
     }
-    for h in &mut handles {
+    for h in handles.iter_mut() {
         h.join();
     }
 }

@@ -319,7 +319,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 skipped: out.is_none(),
             })
             .collect();
-        let step = step::plan_step(dag, &plan.schedule, &finished);
+        let mut step = step::plan_step(dag, &plan.schedule, &finished);
         // Each finished task's output and (once made) payload, by its place in `done`.
         let mut outs: Vec<(TaskIdx, Option<Value>, Option<Payload>)> = done
             .into_iter()
@@ -364,24 +364,20 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         // The level's writes and arrival records: one call (one round trip in Redis). An
         // output only its own completing arrivals read may stay here (see `LevelWrite`).
         let mut writes = Vec::with_capacity(step.writes.len());
-        for (&t, readers) in step.writes.iter().zip(&step.readers) {
+        for (&t, readers) in step.writes.iter().zip(std::mem::take(&mut step.readers)) {
             writes.push(LevelWrite {
                 task: t,
                 payload: self.payload_of(&mut outs[at(t)]).await?,
-                readers: readers.clone(),
+                readers,
             });
         }
-        let answers = if !step.arrivals.is_empty() {
+        let answers = if writes.is_empty() && step.arrivals.is_empty() {
+            Vec::new()
+        } else {
             self.svc
                 .store
                 .put_outputs_and_arrive(&plan.job, writes, &step.arrivals)
                 .await?
-        } else {
-            if !writes.is_empty() {
-                let items = writes.into_iter().map(|w| (w.task, w.payload)).collect();
-                self.svc.store.put_outputs(&plan.job, items).await?;
-            }
-            Vec::new()
         };
         if let Some(marker) = &self.svc.config.crash_after_fan_in
             && answers.iter().any(|a| a.completes())

@@ -230,8 +230,11 @@ impl FanInStore for MemoryStore {
     ) -> StoreResult<Vec<Arrival>> {
         // Every output is kept (write before count, no deletion): one that only its
         // completer reads costs memory here, never a wrong answer.
-        let items = outputs.into_iter().map(|w| (w.task, w.payload)).collect();
-        self.put_outputs(job, items).await?;
+        let entry = self.job(job)?;
+        for w in outputs {
+            entry.check_task(w.task)?;
+            let _ = entry.outputs[w.task.get()].set(w.payload);
+        }
         self.record_flagged_arrivals(job, reqs).await
     }
 

@@ -71,16 +71,12 @@ redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return redis.call('SMEMBERS', KEYS[4])
 ";
 
-/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, the number
-/// n of outputs, n groups (task, payload, k, k reader positions), then (bit offset, child,
-/// needed) triples. Sets each parent's bit, and counts it only when it was clear: a
-/// retried or duplicated arrival counts once. The arrival that completes the set replaces
-/// the count field with `c<bit>`, naming the completer, so that its re-arrivals are told
-/// `completes` again (no other write can follow: every bit is set). Then writes each output
-/// (write-once, `HSETNX`) unless it has readers and every one of them completed here: only
-/// its completer reads it, and holds it. Atomic, so no reader can see a count before the
-/// outputs it reads. Returns (arrived, first_time, completer) triples.
-const FAN_IN: &str = r"
+/// The start of both fan-in scripts: the job must exist; parse the level's n output groups
+/// (task, payload, k, k reader positions) from `ARGV[3]` on, leaving `at` at the first
+/// arrival; `out` collects the answers and `comp` each arrival's completer flag.
+macro_rules! level_head {
+    () => {
+        r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
@@ -94,6 +90,47 @@ for j = 1, n do
 end
 local out = {}
 local comp = {}
+"
+    };
+}
+
+/// The end of both fan-in scripts: write each output (write-once) unless it has readers and
+/// every one of them completed in this call (only its completer reads it, and holds it),
+/// refresh the TTLs, answer.
+macro_rules! level_tail {
+    () => {
+        r"local wrote = false
+for j = 1, n do
+  local w, k = writes[j][1], writes[j][2]
+  local keep = k == 0
+  for r = 1, k do
+    if comp[tonumber(ARGV[w + 2 + r]) + 1] ~= 1 then keep = true break end
+  end
+  if keep then
+    redis.call('HSETNX', KEYS[4], ARGV[w], ARGV[w + 1])
+    wrote = true
+  end
+end
+if wrote then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return out
+"
+    };
+}
+
+/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, the number
+/// n of outputs, n groups (task, payload, k, k reader positions), then (bit offset, child,
+/// needed) triples. Sets each parent's bit, and counts it only when it was clear: a
+/// retried or duplicated arrival counts once. The arrival that completes the set replaces
+/// the count field with `c<bit>`, naming the completer, so that its re-arrivals are told
+/// `completes` again (no other write can follow: every bit is set). Then writes each output
+/// (write-once, `HSETNX`) unless it has readers and every one of them completed here: only
+/// its completer reads it, and holds it. Atomic, so no reader can see a count before the
+/// outputs it reads. Returns (arrived, first_time, completer) triples.
+const FAN_IN: &str = concat!(
+    level_head!(),
+    r"
 for i = at, #ARGV, 3 do
   local child, needed = ARGV[i + 1], tonumber(ARGV[i + 2])
   local arrived, first, completer = 0, 0, 0
@@ -118,23 +155,9 @@ for i = at, #ARGV, 3 do
   out[#out + 1] = completer
   comp[#comp + 1] = completer
 end
-local wrote = false
-for j = 1, n do
-  local w, k = writes[j][1], writes[j][2]
-  local keep = k == 0
-  for r = 1, k do
-    if comp[tonumber(ARGV[w + 2 + r]) + 1] ~= 1 then keep = true break end
-  end
-  if keep then
-    redis.call('HSETNX', KEYS[4], ARGV[w], ARGV[w + 1])
-    wrote = true
-  end
-end
-if wrote then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-return out
-";
+",
+    level_tail!()
+);
 
 /// As `FAN_IN`, for arrivals that say whether their parent was skipped (DESIGN §8).
 /// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, n, n groups
@@ -144,20 +167,9 @@ return out
 /// arrival. Outputs are written after the counts, as in `FAN_IN`. Returns (arrived,
 /// first_time, completer, skipped) quads; `skipped` is exact for every arrival of the
 /// completer (0 otherwise, a lower bound).
-const FAN_IN_FLAGGED: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return redis.error_reply('UNKNOWN_JOB job is not in the store')
-end
-local n = tonumber(ARGV[2])
-local writes = {}
-local at = 3
-for j = 1, n do
-  local k = tonumber(ARGV[at + 2])
-  writes[j] = {at, k}
-  at = at + 3 + k
-end
-local out = {}
-local comp = {}
+const FAN_IN_FLAGGED: &str = concat!(
+    level_head!(),
+    r"
 for i = at, #ARGV, 4 do
   local child, needed = ARGV[i + 1], tonumber(ARGV[i + 3])
   local skips = 0
@@ -190,23 +202,9 @@ for i = at, #ARGV, 4 do
   out[#out + 1] = skips
   comp[#comp + 1] = completer
 end
-local wrote = false
-for j = 1, n do
-  local w, k = writes[j][1], writes[j][2]
-  local keep = k == 0
-  for r = 1, k do
-    if comp[tonumber(ARGV[w + 2 + r]) + 1] ~= 1 then keep = true break end
-  end
-  if keep then
-    redis.call('HSETNX', KEYS[4], ARGV[w], ARGV[w + 1])
-    wrote = true
-  end
-end
-if wrote then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-return out
-";
+",
+    level_tail!()
+);
 
 /// KEYS: state, outputs (hash). ARGV: ttl ms, then (task, payload) pairs. Write-once.
 const PUT_OUTPUTS: &str = r"
