@@ -29,6 +29,11 @@ pub use builder::{JobBuilder, TaskBuilder};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of `docs/rust-api.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/rust-api.md")]
+pub struct RustApiDoctests;
 pub use local::{Local, LocalConfig, LocalEngine, RunError};
 pub use rukong_core::dag::DagSpec;
 pub use rukong_engine::{JobReport, Progress};

@@ -466,9 +466,11 @@ fn dockerignore_keeps_build_outputs_out_and_sources_in() {
             ".dockerignore excludes {want}/"
         );
     }
-    // client/src/lib.rs includes README.md; every workspace member must be in the context.
+    // client/src/lib.rs includes README.md and docs/rust-api.md; every workspace member must
+    // be in the context.
     for needed in [
         "README.md",
+        "docs",
         "Cargo.toml",
         "Cargo.lock",
         "client",
