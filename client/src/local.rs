@@ -121,6 +121,11 @@ impl<S: Store> Local<S> {
             config.max_object,
         ));
         let slots = config.slots.max(1);
+        config
+            .engine
+            .warmup
+            .for_engine()
+            .map_err(std::io::Error::other)?;
         let mut engine_config = config.engine;
         engine_config.job.slots_hint = slots;
         let gpu = !config.gpu.devices.is_empty();

@@ -119,6 +119,24 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn the_oracle_warm_up_mode_is_refused_outside_the_simulator() {
+    let dag = repo("examples/diamond.yaml");
+    let dag = dag.to_str().unwrap();
+    let out = rukong(&["run", dag, "--warmup", "oracle"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("only in the simulator") && err.contains("jit"), "{err}");
+    assert!(out.stdout.is_empty());
+    let out = rukong(&["run", dag, "--warmup", "jit"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The library refuses it too, before anything starts.
+    let mut config = rukong_client::LocalConfig::default();
+    config.engine.warmup = rukong_engine::warmup::WarmupMode::Oracle;
+    let e = rukong_client::Local::start(config).err().expect("refused");
+    assert!(e.to_string().contains("only in the simulator"), "{e}");
+}
+
+#[test]
 fn validate_accepts_every_example() {
     for f in [
         "tree-reduction",

@@ -28,7 +28,9 @@ pub struct EngineConfig {
     /// Whether any executor has a GPU (tasks with `resources.gpu` are rejected otherwise).
     pub gpu_available: bool,
     /// Speculative warm-up of the functions on the most likely path (DESIGN §6):
-    /// `reactive` (none, the default), `speculative`, `jit`, or `oracle` (benchmarks).
+    /// `reactive` (none, the default), `speculative` or `jit`. `oracle` runs only in the
+    /// simulator: `Local::start` and the cluster settings refuse it
+    /// ([`crate::warmup::WarmupMode::for_engine`]).
     pub warmup: crate::warmup::WarmupMode,
     pub warmup_config: crate::warmup::WarmupConfig,
     /// When a job that stopped moving is replayed, then failed.

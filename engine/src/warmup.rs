@@ -11,8 +11,9 @@
 //!   ([`rukong_core::mlp`]) needs, all issued at once.
 //! - `jit`: the same hints, each issued at `expected_start − cold_start − margin` (not
 //!   before now), so that the function is warm `margin` before its task is triggered.
-//! - `oracle`: `jit` on the real path (every branch outcome known in advance). For
-//!   benchmarks only: no real job knows its branches.
+//! - `oracle`: `jit` on the real path (every branch outcome known in advance). For the
+//!   simulator only: no real job knows its branches, so the engine refuses it
+//!   ([`WarmupMode::for_engine`]).
 //!
 //! A hint asks for one warm instance of a function, on the executor class its task needs;
 //! tasks of the same function on the path share an instance when one is predicted to be
@@ -80,6 +81,32 @@ impl WarmupMode {
             WarmupMode::Jit => "jit",
             WarmupMode::Oracle => "oracle",
         }
+    }
+}
+
+/// `oracle` asked of a real engine: it needs every branch outcome before the job runs, and
+/// only the simulator ([`sim`]) has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "warm-up mode \"oracle\" runs only in the simulator: it needs every branch outcome before the job runs, which a real job does not know; use jit, speculative or reactive"
+)]
+pub struct OracleOutsideSimulator;
+
+impl WarmupMode {
+    /// The modes the engine runs: every one but `oracle`, which has no source of truth
+    /// outside the simulator.
+    pub fn for_engine(self) -> Result<WarmupMode, OracleOutsideSimulator> {
+        match self {
+            WarmupMode::Oracle => Err(OracleOutsideSimulator),
+            m => Ok(m),
+        }
+    }
+
+    /// Parses a mode the engine runs (`rukong run --warmup`): as [`FromStr`], then
+    /// [`WarmupMode::for_engine`].
+    pub fn parse_for_engine(s: &str) -> Result<WarmupMode, String> {
+        let mode: WarmupMode = s.parse().map_err(|e: ParseWarmupModeError| e.to_string())?;
+        mode.for_engine().map_err(|e| e.to_string())
     }
 }
 

@@ -65,7 +65,7 @@ pub struct EngineSettings {
     pub proxy_fanout: u32,
     pub max_tasks: usize,
     /// Speculative warm-up of the functions on the most likely path: reactive (none),
-    /// speculative, jit or oracle.
+    /// speculative or jit (`oracle` runs only in the simulator, and is refused).
     pub warmup: rukong_engine::warmup::WarmupMode,
     /// A job with no events and nothing queued for this many ms is stalled (0: four
     /// executor visibility timeouts, so that a dead executor's work is reclaimed first).
@@ -243,6 +243,9 @@ impl Settings {
                 self.proxy.objects
             ));
         }
+        if let Err(e) = self.engine.warmup.for_engine() {
+            return bad(format!("engine.warmup: {e}"));
+        }
         if self.engine.proxy_fanout < 2 {
             return bad("engine.proxy_fanout must be at least 2".into());
         }
@@ -352,5 +355,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("redis.url"), "{e}");
+    }
+
+    #[test]
+    fn the_oracle_warm_up_mode_is_refused_outside_the_simulator() {
+        let token = vec![("token", "t".to_string())];
+        let e = Settings::load_from(None, &token, env(&[("RUKONG_ENGINE__WARMUP", "oracle")]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("engine.warmup") && e.to_string().contains("simulator"),
+            "{e}"
+        );
+        let s = Settings::load_from(None, &token, env(&[("RUKONG_ENGINE__WARMUP", "jit")]))
+            .unwrap();
+        assert_eq!(s.engine.warmup, rukong_engine::warmup::WarmupMode::Jit);
     }
 }

@@ -180,8 +180,9 @@ struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     slots: Option<u32>,
     /// Speculative warm-up of the functions on the most likely path (embedded mode; a
-    /// cluster uses engine.warmup): reactive (default), speculative, jit or oracle.
-    #[arg(long, default_value = "reactive")]
+    /// cluster uses engine.warmup): reactive (default), speculative or jit. (`oracle`
+    /// runs only in the warm-up simulator, and is refused here.)
+    #[arg(long, default_value = "reactive", value_parser = rukong_engine::warmup::WarmupMode::parse_for_engine)]
     warmup: rukong_engine::warmup::WarmupMode,
     /// Embedded mode's GPU: off (default), simulated (a simulated GPU, the default model),
     /// cuda (every NVIDIA GPU; needs the cuda build) or auto (CUDA when found).
