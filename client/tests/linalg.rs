@@ -58,6 +58,44 @@ fn gemm_256_in_64_blocks_matches_the_single_node_product() {
     assert!(check_gemm(256, 64, &bad, &reference).is_err());
 }
 
+/// Runs `spec` on `local` and returns the bytes of its outputs the store still holds once
+/// it finished (waiting a little for the last walks' releases), before freeing the job.
+fn held_after(local: &Local, spec: rukong_core::DagSpec) -> usize {
+    local.block_on(async {
+        let engine = local.engine();
+        let job = engine.submit(spec).await.unwrap();
+        let r = engine
+            .wait(&job, Instant::now(), Some(Duration::from_secs(60)), |_| {})
+            .await
+            .unwrap();
+        succeeded(&r.state);
+        // Releases follow each walk's last effects: give the last ones a moment.
+        let mut held = local.store().held_bytes(&job).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while held > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            held = local.store().held_bytes(&job).unwrap();
+        }
+        engine.release(&job).await.unwrap();
+        held
+    })
+}
+
+#[test]
+fn gemm_intermediates_are_freed_once_read_unless_kept() {
+    // 128-blocks: 128 KiB tiles and products, all intermediates (the outputs are the norms
+    // and the chained sample block).
+    let local = local();
+    assert_eq!(held_after(&local, lw::gemm(512, 128)), 0);
+
+    let mut config = LocalConfig::default();
+    config.engine.job.keep_intermediates = true;
+    let keeping = Local::start(config).unwrap();
+    let held = held_after(&keeping, lw::gemm(512, 128));
+    // Every product (64) is kept in a fan-in cell, at least.
+    assert!(held >= 64 * 128 * 128 * 8, "kept only {held} bytes");
+}
+
 #[test]
 fn gemm_with_uneven_tiles() {
     // 100 = 3·30 + 10: edge tiles are 10 wide.

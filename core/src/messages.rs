@@ -178,6 +178,10 @@ pub struct WalkStats {
     /// it from its sources.
     #[serde(default)]
     pub redrives: u32,
+    /// Tasks a walk did not run again because another walk had already run them and every
+    /// reader released their input (a redelivered or resent invocation).
+    #[serde(default)]
+    pub duplicates: u32,
 }
 
 impl WalkStats {
@@ -186,6 +190,7 @@ impl WalkStats {
         self.cold_starts += o.cold_starts;
         self.init_us += o.init_us;
         self.objects_put += o.objects_put;
+        self.duplicates += o.duplicates;
         self.object_bytes += o.object_bytes;
         self.invocations_sent += o.invocations_sent;
         self.proxy_fanouts += o.proxy_fanouts;

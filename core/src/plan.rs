@@ -24,6 +24,11 @@ pub struct JobConfig {
     /// engine's warm-up re-planning; set when the job has a warm-up mode.
     #[serde(default)]
     pub report_branches: bool,
+    /// Keep every large intermediate output until the job ends. Off by default: an output
+    /// stored as an object is freed once all its readers are done with it (job outputs
+    /// always stay).
+    #[serde(default)]
+    pub keep_intermediates: bool,
 }
 
 impl Default for JobConfig {
@@ -35,6 +40,7 @@ impl Default for JobConfig {
             slots_hint: 2,
             trace: false,
             report_branches: false,
+            keep_intermediates: false,
         }
     }
 }

@@ -11,7 +11,7 @@ use rukong_core::store::conformance::sample_plan;
 use rukong_core::store::redis::{RedisConfig, RedisStore};
 use rukong_core::store::{
     ArrivalReq, EventLog, ExecutorInfo, FanInStore, InvocationQueue, JobStore, MembershipStore,
-    ObjectStore, OutputStore, ProfileStore,
+    ObjectStore, OutputStore, ProfileStore, Release,
 };
 use rukong_core::testing::{RedisCluster, RedisServer};
 use rukong_core::value::Value;
@@ -172,6 +172,70 @@ async fn job_keys_have_a_ttl_and_delete_job_frees_them_all() {
         .await
         .unwrap();
     assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_chunked_output_leaves_only_its_tombstone() {
+    let server = RedisServer::start();
+    let s = store_for(server.url()).await;
+    let mut con = raw(&server.url()).await;
+    let plan = sample_plan(&format!("rel-{}", JobId::generate()));
+    s.put_job(plan.clone()).await.unwrap();
+    let key = ObjectKey::for_output(&plan.job, TaskIdx(0));
+    s.put_object(&key, Bytes::from(vec![9u8; 5 << 20]))
+        .await
+        .unwrap();
+    let chunks = format!("{key}:v*");
+    assert!(
+        scan(&mut con, &chunks).await.len() > 1,
+        "a chunked object expected"
+    );
+    let rel = |reader| Release {
+        producer: TaskIdx(0),
+        reader: TaskIdx(reader),
+        readers: 2,
+    };
+    s.release_outputs(&plan.job, &[rel(2)]).await.unwrap();
+    let set = format!("{key}:rel");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&set)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the reader set has no expiry ({ttl})");
+    assert_eq!(s.release_outputs(&plan.job, &[rel(73)]).await.unwrap(), 1);
+    assert_eq!(scan(&mut con, &chunks).await, Vec::<String>::new());
+    assert_eq!(scan(&mut con, &set).await, Vec::<String>::new());
+    let left: Vec<u8> = redis::cmd("GET")
+        .arg(key.as_str())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![0u8], "the tombstone is one inline byte");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(key.as_str())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the tombstone keeps the object's expiry ({ttl})");
+    // A partial release's reader set goes with the job.
+    let other = ObjectKey::for_output(&plan.job, TaskIdx(1));
+    s.put_object(&other, Bytes::from_static(b"z"))
+        .await
+        .unwrap();
+    s.release_outputs(
+        &plan.job,
+        &[Release {
+            producer: TaskIdx(1),
+            reader: TaskIdx(2),
+            readers: 2,
+        }],
+    )
+    .await
+    .unwrap();
+    s.delete_job(&plan.job).await.unwrap();
+    let pattern = format!("rk:{{{}}}:*", plan.job);
+    assert_eq!(scan(&mut con, &pattern).await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

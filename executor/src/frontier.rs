@@ -37,10 +37,10 @@
 
 use crate::walk::{WalkError, Walker};
 use rukong_core::dag::Join;
-use rukong_core::messages::{Event, KnownInput, Payload, Start};
+use rukong_core::messages::{Event, KnownInput, ObjectKey, Payload, Start};
 use rukong_core::proxy::{FanOutRequest, Proxy};
 use rukong_core::step::{self, Finished, Next};
-use rukong_core::store::{LevelWrite, Store};
+use rukong_core::store::{LevelWrite, Release, Store};
 use rukong_core::{ExecClass, JobConfig, TaskIdx, Value};
 use std::collections::HashMap;
 
@@ -52,6 +52,9 @@ pub(crate) struct Item {
     pub skipped: Vec<TaskIdx>,
     /// Already known to be skipped: it reads nothing and runs nothing.
     pub skip: bool,
+    /// Dependencies whose output this task reads from a stored object: released when the
+    /// walk ends well ([`rukong_core::store::ObjectStore::release_outputs`]).
+    pub objects: Vec<TaskIdx>,
 }
 
 impl Item {
@@ -62,6 +65,7 @@ impl Item {
             known: vec![(from, out)],
             skipped: Vec::new(),
             skip: false,
+            objects: Vec::new(),
         }
     }
 
@@ -74,6 +78,7 @@ impl Item {
                 known: Vec::new(),
                 skipped: vec![from],
                 skip: false,
+                objects: Vec::new(),
             },
         }
     }
@@ -85,6 +90,7 @@ impl Item {
             known: Vec::new(),
             skipped: Vec::new(),
             skip: true,
+            objects: Vec::new(),
         }
     }
 }
@@ -108,24 +114,51 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             }
             let mut known = Vec::with_capacity(s.inputs.len().max(1));
             let mut skipped = Vec::new();
+            let mut objects = Vec::new();
+            let mut released = false;
             for KnownInput { from, payload } in s.inputs {
                 if payload.is_skipped() {
                     skipped.push(from);
-                } else {
-                    known.push((from, self.resolve(s.task, from, payload).await?));
+                    continue;
                 }
+                let object = self.is_output_object(from, &payload);
+                match self.resolve(s.task, from, payload).await? {
+                    Some(v) => {
+                        if self.releasable(from, object, &v) {
+                            objects.push(from);
+                        }
+                        known.push((from, v));
+                    }
+                    None => released = true,
+                }
+            }
+            if released {
+                // Every reader of an input is done with it: this start ran already, in a
+                // walk that ended well. This is a duplicate; it walks no further.
+                self.stats.duplicates += 1;
+                continue;
             }
             frontier.push(Item {
                 task: s.task,
                 known,
                 skipped,
                 skip: false,
+                objects,
             });
         }
         while !frontier.is_empty() {
             let inputs = self.gather(&mut frontier).await?;
             let mut done = Vec::with_capacity(frontier.len());
             for (item, inp) in frontier.drain(..).zip(inputs) {
+                let inp = match inp {
+                    Gathered::Run(inp) => Some(inp),
+                    Gathered::Skip => None,
+                    Gathered::Duplicate => {
+                        self.stats.duplicates += 1;
+                        continue;
+                    }
+                };
+                self.note_reads(&item);
                 let Some(inp) = inp else {
                     self.stats.skipped += 1;
                     if self
@@ -154,12 +187,45 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         Ok(())
     }
 
+    /// The releases a handled item owes: one per dependency it read from a stored object
+    /// that is not a job output (those stay for the engine).
+    fn note_reads(&mut self, item: &Item) {
+        let dag = &self.plan.dag;
+        for &d in &item.objects {
+            if !dag.is_output(d) {
+                self.releases.push(Release {
+                    producer: d,
+                    reader: item.task,
+                    readers: dag.children(d).len() as u32,
+                });
+            }
+        }
+    }
+
+    /// Whether `payload` is `from`'s output stored as an object.
+    fn is_output_object(&self, from: TaskIdx, payload: &Payload) -> bool {
+        matches!(payload, Payload::Object(k) if *k == ObjectKey::for_output(&self.plan.job, from))
+    }
+
+    /// Whether the readers of `from`'s output `value` release it when done: when it is a
+    /// stored object (`object`), or a large value that some reader may have read from the
+    /// store (its output cell; a value whose only child is a chain is never stored). Job
+    /// outputs stay for the engine.
+    fn releasable(&self, from: TaskIdx, object: bool, value: &Value) -> bool {
+        let dag = &self.plan.dag;
+        if self.plan.config.keep_intermediates || dag.is_output(from) {
+            return false;
+        }
+        if object {
+            return true;
+        }
+        let only_chain = matches!(dag.children(from), [c] if dag.needed(c.task) == 1);
+        !only_chain && value.approx_size() >= RELEASE_MIN_BYTES
+    }
+
     /// Every item's inputs (dependency outputs in order, then args), reading what no item
-    /// holds in one batch; `None` for an item that is skipped (DESIGN §8).
-    async fn gather(
-        &mut self,
-        frontier: &mut [Item],
-    ) -> Result<Vec<Option<Vec<Value>>>, WalkError> {
+    /// holds in one batch (DESIGN §8 for skips).
+    async fn gather(&mut self, frontier: &mut [Item]) -> Result<Vec<Gathered>, WalkError> {
         let plan = self.plan.clone();
         let dag = &plan.dag;
         let guarded = dag.has_guards();
@@ -178,6 +244,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         let mut fetched: HashMap<TaskIdx, Value> = HashMap::new();
         // Dependencies read back as skip markers (sorted).
         let mut fetched_skips: Vec<TaskIdx> = Vec::new();
+        // Dependencies read from stored objects, and those already released (both sorted,
+        // as `missing` is).
+        let mut fetched_objects: Vec<TaskIdx> = Vec::new();
+        let mut fetched_released: Vec<TaskIdx> = Vec::new();
         if !missing.is_empty() {
             missing.sort_unstable();
             missing.dedup();
@@ -204,18 +274,52 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 }
                 payloads.push((d, d, p));
             }
-            let read: Vec<TaskIdx> = payloads.iter().map(|(d, _, _)| *d).collect();
+            let read: Vec<(TaskIdx, bool)> = payloads
+                .iter()
+                .map(|(d, _, p)| (*d, self.is_output_object(*d, p)))
+                .collect();
             let values = self.resolve_all(payloads).await?;
-            fetched.extend(read.into_iter().zip(values));
+            for ((d, object), v) in read.into_iter().zip(values) {
+                match v {
+                    Some(v) => {
+                        if self.releasable(d, object, &v) {
+                            fetched_objects.push(d);
+                        }
+                        fetched.insert(d, v);
+                    }
+                    None => fetched_released.push(d),
+                }
+            }
         }
         let mut all = Vec::with_capacity(frontier.len());
         for item in frontier.iter_mut() {
             if item.skip {
-                all.push(None);
+                all.push(Gathered::Skip);
                 continue;
             }
             let deps = dag.deps(item.task);
             let args = dag.args(item.task);
+            let in_hand = |d: &TaskIdx| item.known.iter().any(|(k, _)| k == d);
+            if !fetched_released.is_empty()
+                && deps
+                    .iter()
+                    .any(|d| !in_hand(d) && fetched_released.binary_search(d).is_ok())
+            {
+                // Every reader of that input is done with it, this one included: a
+                // duplicate of a walk that ended well.
+                all.push(Gathered::Duplicate);
+                continue;
+            }
+            if !fetched_objects.is_empty() {
+                for d in deps {
+                    if fetched_objects.binary_search(d).is_ok()
+                        && !in_hand(d)
+                        && !item.objects.contains(d)
+                    {
+                        item.objects.push(*d);
+                    }
+                }
+            }
             if guarded {
                 if !fetched_skips.is_empty() {
                     item.skipped.extend(
@@ -227,7 +331,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 item.skipped.dedup();
                 if !item.skipped.is_empty() && self.skipped_by_deps(item.task, &item.skipped) {
                     item.known.clear();
-                    all.push(None);
+                    all.push(Gathered::Skip);
                     continue;
                 }
             }
@@ -250,11 +354,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             }
             item.known.clear();
             if guarded && !self.guard_passes(item.task, &item.skipped, &inputs) {
-                all.push(None);
+                all.push(Gathered::Skip);
                 continue;
             }
             inputs.extend(args.iter().cloned());
-            all.push(Some(inputs));
+            all.push(Gathered::Run(inputs));
         }
         if plan.config.report_branches && self.branches.len() > branches_before {
             // The engine re-plans its warm-up hints on these; they cannot wait for the end
@@ -431,7 +535,19 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                     let i = at(from);
                     match (finished[i].skipped, outs[i].1.take()) {
                         (true, _) => Item::from_parent(task, from, &None),
-                        (false, Some(v)) => Item::with(task, from, v),
+                        (false, Some(v)) => {
+                            let object = outs[i]
+                                .2
+                                .as_ref()
+                                .is_some_and(|p| self.is_output_object(from, p));
+                            // Others may read it from the store: this reader releases too.
+                            let release = self.releasable(from, object, &v);
+                            let mut item = Item::with(task, from, v);
+                            if release {
+                                item.objects.push(from);
+                            }
+                            item
+                        }
                         (false, None) => {
                             return Err(WalkError::Backend {
                                 retryable: false,
@@ -459,6 +575,21 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             None => Ok(Payload::Skipped),
         }
     }
+}
+
+/// Values from this size on are released by their readers even when they travel inline
+/// (embedded mode passes every output inline, and keeps fan-in inputs in its output cells).
+pub const RELEASE_MIN_BYTES: usize = 64 * 1024;
+
+/// What a frontier item does after its inputs were gathered.
+enum Gathered {
+    /// It runs on these inputs (dependency outputs in order, then args).
+    Run(Vec<Value>),
+    /// It is skipped.
+    Skip,
+    /// An input of it was released by all its readers: this item ran already, in a walk
+    /// that ended well, and this walk of it is a duplicate that goes no further.
+    Duplicate,
 }
 
 /// Aborts the process if this is the first executor to create `marker` (fault injection:

@@ -18,7 +18,7 @@ use rukong_core::error::StoreError;
 use rukong_core::messages::{Event, Invocation, JobState, ObjectKey, Payload, SpanKind, WalkStats};
 use rukong_core::profile::{DagProfile, FnProfile};
 use rukong_core::proxy::{Proxy, ProxyError};
-use rukong_core::store::{DeliveryId, Store};
+use rukong_core::store::{DeliveryId, Release, Store, is_tombstone};
 use rukong_core::{ExecClass, JobId, JobPlan, TaskIdx, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -317,6 +317,7 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         events: Vec::new(),
         branches: Vec::new(),
         spans: Vec::new(),
+        releases: Vec::new(),
     };
     let outcome = w.walk_all(inv.starts).await;
     match outcome {
@@ -351,7 +352,10 @@ pub async fn run_invocation<S: Store, P: Proxy>(
     // Results must reach the event log: if they cannot, the invocation runs again (its
     // effects are idempotent, and the engine drops duplicate results).
     match w.flush().await {
-        Ok(()) => Disposition::Ack,
+        Ok(()) => {
+            w.release().await;
+            Disposition::Ack
+        }
         Err(e) => settle_backend(svc, &job, e, deliveries).await,
     }
 }
@@ -464,6 +468,8 @@ pub(crate) struct Walker<'a, S, P> {
     pub(crate) branches: Vec<(TaskIdx, bool)>,
     /// Task spans, when the job is traced.
     spans: Vec<rukong_core::messages::Span>,
+    /// Stored outputs this walk read and is done with, released when it ends well.
+    pub(crate) releases: Vec<Release>,
 }
 
 /// Microseconds since the Unix epoch (span starts line up across processes on a host).
@@ -530,31 +536,30 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         Ok(p)
     }
 
-    /// A payload as a value (fetching a large object through the proxy).
+    /// A payload as a value (fetching a large object through the proxy); `None` when the
+    /// object was released by all its readers (see [`Walker::resolve_all`]).
     pub(crate) async fn resolve(
         &mut self,
         t: TaskIdx,
         from: TaskIdx,
         p: Payload,
-    ) -> Result<Value, WalkError> {
+    ) -> Result<Option<Value>, WalkError> {
         match p {
-            Payload::Inline(v) => Ok(v),
+            Payload::Inline(v) => Ok(Some(v)),
             // A skipped task's marker reads as null (walks never ask; see `frontier`).
-            Payload::Skipped => Ok(Value::Null),
-            p => Ok(self
-                .resolve_all(vec![(t, from, p)])
-                .await?
-                .pop()
-                .unwrap_or_default()),
+            Payload::Skipped => Ok(Some(Value::Null)),
+            p => Ok(self.resolve_all(vec![(t, from, p)]).await?.pop().flatten()),
         }
     }
 
     /// Payloads as values: `(reader, producer, payload)` each. Objects are fetched through
-    /// the proxy concurrently (its connection pool carries them in parallel).
+    /// the proxy concurrently (its connection pool carries them in parallel). `None` for an
+    /// object that is a tombstone: every reader released it, so the reader asking now is
+    /// a duplicate of one that finished.
     pub(crate) async fn resolve_all(
         &mut self,
         items: Vec<(TaskIdx, TaskIdx, Payload)>,
-    ) -> Result<Vec<Value>, WalkError> {
+    ) -> Result<Vec<Option<Value>>, WalkError> {
         let svc = self.svc;
         let traced = self.plan.config.trace;
         let fetches = items.iter().filter_map(|(_, _, p)| match p {
@@ -569,11 +574,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         for (t, from, p) in items {
             let key = match p {
                 Payload::Inline(v) => {
-                    out.push(v);
+                    out.push(Some(v));
                     continue;
                 }
                 Payload::Skipped => {
-                    out.push(Value::Null);
+                    out.push(Some(Value::Null));
                     continue;
                 }
                 Payload::Object(key) => key,
@@ -590,12 +595,16 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                     dag.id(from)
                 ),
             })?;
+            if is_tombstone(&bytes) {
+                out.push(None);
+                continue;
+            }
             let value = Value::from_msgpack_shared(&bytes).map_err(|e| WalkError::Backend {
                 retryable: false,
                 error: format!("object {key} is corrupt: {e}"),
             })?;
             self.trace_transfer(from, SpanKind::Get, started, bytes.len() as u64);
-            out.push(value);
+            out.push(Some(value));
         }
         Ok(out)
     }
@@ -706,6 +715,24 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                     tracing::debug!(task = %dag.id(t), attempt, error = %e, "task attempt failed; retrying");
                 }
             }
+        }
+    }
+
+    /// Releases the stored outputs this walk read (after its effects are durable, so a
+    /// reader that finds one released may drop its duplicate walk). Best effort: an output
+    /// not released stays until the job ends.
+    async fn release(&mut self) {
+        let releases = std::mem::take(&mut self.releases);
+        if releases.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .svc
+            .store
+            .release_outputs(&self.plan.job, &releases)
+            .await
+        {
+            tracing::debug!(job = %self.plan.job, error = %e, "could not release outputs; they stay until the job ends");
         }
     }
 

@@ -224,6 +224,83 @@ pub async fn objects<S: Store>(s: &S) {
     assert_eq!(s.get_object(&other).await.unwrap(), None);
 }
 
+/// Releasing large outputs: idempotent per reader; the last reader frees the object and
+/// leaves a tombstone; the job's deletion frees the tombstones too.
+pub async fn object_release<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("release"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let (a, b, c, w) = (TaskIdx(0), TaskIdx(1), TaskIdx(2), TaskIdx(73));
+    let rel = |producer, reader, readers| Release {
+        producer,
+        reader,
+        readers,
+    };
+    let big = Bytes::from(vec![5u8; 3 << 20]);
+    let ka = ObjectKey::for_output(&job, a);
+    let kb = ObjectKey::for_output(&job, b);
+    s.put_object(&ka, big.clone()).await.unwrap();
+    s.put_object(&kb, Bytes::from_static(b"y")).await.unwrap();
+    // a's output cell points at its object; p0's is an inline value with no object.
+    let p0 = TaskIdx(3);
+    s.put_outputs(
+        &job,
+        vec![
+            (a, Payload::Object(ka.clone())),
+            (p0, Payload::Inline(Value::Int(7))),
+        ],
+    )
+    .await
+    .unwrap();
+    // One of a's two readers, twice: nothing is freed.
+    for _ in 0..2 {
+        assert_eq!(s.release_outputs(&job, &[rel(a, c, 2)]).await.unwrap(), 0);
+        assert_eq!(s.get_object(&ka).await.unwrap(), Some(big.clone()));
+    }
+    // The second reader, in a batch with b's only reader: both are freed.
+    let freed = s
+        .release_outputs(&job, &[rel(a, w, 2), rel(b, c, 1)])
+        .await
+        .unwrap();
+    assert_eq!(freed, 2);
+    for k in [&ka, &kb] {
+        let got = s.get_object(k).await.unwrap().expect("a tombstone is left");
+        assert!(is_tombstone(&got), "{k} holds {} bytes", got.len());
+    }
+    // An inline output is released too: its cell then points at a tombstone.
+    assert_eq!(s.release_outputs(&job, &[rel(p0, w, 1)]).await.unwrap(), 1);
+    let k0 = ObjectKey::for_output(&job, p0);
+    assert!(is_tombstone(&s.get_object(&k0).await.unwrap().unwrap()));
+    let cells = s.get_outputs(&job, &[a, p0]).await.unwrap();
+    assert_eq!(
+        cells,
+        vec![
+            Some(Payload::Object(ka.clone())),
+            Some(Payload::Object(k0.clone()))
+        ]
+    );
+    // A duplicate's write-once put leaves the released cell as it is.
+    s.put_outputs(&job, vec![(p0, Payload::Inline(Value::Int(7)))])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_outputs(&job, &[p0]).await.unwrap(),
+        vec![Some(Payload::Object(k0.clone()))]
+    );
+    // Releasing again (a duplicate walk) frees nothing and keeps the tombstones.
+    let again = s
+        .release_outputs(&job, &[rel(a, c, 2), rel(a, w, 2), rel(b, c, 1)])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert!(is_tombstone(&s.get_object(&ka).await.unwrap().unwrap()));
+    s.release_outputs(&job, &[]).await.unwrap();
+    s.delete_job(&job).await.unwrap();
+    assert_eq!(s.get_object(&ka).await.unwrap(), None);
+    assert_eq!(s.get_object(&kb).await.unwrap(), None);
+    assert_eq!(s.get_object(&k0).await.unwrap(), None);
+}
+
 fn inv(job: &JobId, task: u32) -> Invocation {
     Invocation {
         job: job.clone(),
@@ -508,6 +585,7 @@ macro_rules! store_conformance_tests {
         $crate::__conformance_test!(conformance_stall_queries, stall_queries, ref, $fixture);
         $crate::__conformance_test!(conformance_run_epoch, run_epoch, ref, $fixture);
         $crate::__conformance_test!(conformance_objects, objects, ref, $fixture);
+        $crate::__conformance_test!(conformance_object_release, object_release, ref, $fixture);
         $crate::__conformance_test!(conformance_queue, queue, ref, $fixture);
         $crate::__conformance_test!(
             conformance_queue_wakes_a_waiting_puller,

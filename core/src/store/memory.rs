@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::messages::JobState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
@@ -51,7 +51,11 @@ struct JobEntry {
     /// Per task, how many distinct parents arrived skipped; made on the first skipped
     /// arrival, so jobs without conditional branches never pay for it.
     skipped: OnceLock<Vec<AtomicU32>>,
-    outputs: Vec<OnceLock<Payload>>,
+    /// Write-once cells; a released output's cell points at its tombstone object.
+    outputs: Vec<Mutex<Option<Payload>>>,
+    /// Per producer whose large output is being released: the readers done with it, or
+    /// `None` once all were and the object became a tombstone.
+    released: Mutex<HashMap<TaskIdx, Option<HashSet<TaskIdx>>>>,
     events: Mutex<Vec<Event>>,
     events_changed: Notify,
 }
@@ -103,6 +107,26 @@ impl MemoryStore {
         lock(&self.inner.objects).len()
     }
 
+    /// Bytes of `job`'s outputs still held: its output cells' inline values (approximate
+    /// sizes) and its objects (tombstones hold none). For tests and stats.
+    pub fn held_bytes(&self, job: &JobId) -> StoreResult<usize> {
+        let entry = self.job(job)?;
+        let cells: usize = entry
+            .outputs
+            .iter()
+            .map(|c| match &*lock(c) {
+                Some(Payload::Inline(v)) => v.approx_size(),
+                _ => 0,
+            })
+            .sum();
+        let objects: usize = lock(&self.inner.objects)
+            .iter()
+            .filter(|(k, _)| k.belongs_to(job))
+            .map(|(_, v)| v.len())
+            .sum();
+        Ok(cells + objects)
+    }
+
     /// Entries waiting plus entries pending ack in `class` (for tests and stats).
     pub fn queue_len(&self, class: ExecClass) -> (usize, usize) {
         let q = lock(&self.queue(class).state);
@@ -126,7 +150,8 @@ impl JobEntry {
             count: (0..n).map(|_| AtomicU32::new(0)).collect(),
             completer: (0..n).map(|_| AtomicU32::new(0)).collect(),
             skipped: OnceLock::new(),
-            outputs: (0..n).map(|_| OnceLock::new()).collect(),
+            outputs: (0..n).map(|_| Mutex::new(None)).collect(),
+            released: Mutex::new(HashMap::new()),
             off,
             plan,
             events: Mutex::new(Vec::new()),
@@ -233,7 +258,7 @@ impl FanInStore for MemoryStore {
         let entry = self.job(job)?;
         for w in outputs {
             entry.check_task(w.task)?;
-            let _ = entry.outputs[w.task.get()].set(w.payload);
+            lock(&entry.outputs[w.task.get()]).get_or_insert(w.payload);
         }
         self.record_flagged_arrivals(job, reqs).await
     }
@@ -313,7 +338,7 @@ impl OutputStore for MemoryStore {
         for (t, p) in items {
             entry.check_task(t)?;
             // Write-once: a re-run of a deterministic task writes the same value again.
-            let _ = entry.outputs[t.get()].set(p);
+            lock(&entry.outputs[t.get()]).get_or_insert(p);
         }
         Ok(())
     }
@@ -328,7 +353,7 @@ impl OutputStore for MemoryStore {
             .iter()
             .map(|&t| {
                 entry.check_task(t)?;
-                Ok(entry.outputs[t.get()].get().cloned())
+                Ok(lock(&entry.outputs[t.get()]).clone())
             })
             .collect()
     }
@@ -343,7 +368,14 @@ impl ObjectStore for MemoryStore {
                 max: self.inner.max_object,
             });
         }
-        lock(&self.inner.objects).insert(key.clone(), data);
+        let mut objects = lock(&self.inner.objects);
+        match objects.get(key) {
+            // A released output stays released: its readers are all done.
+            Some(old) if super::is_tombstone(old) => {}
+            _ => {
+                objects.insert(key.clone(), data);
+            }
+        }
         Ok(())
     }
 
@@ -354,6 +386,43 @@ impl ObjectStore for MemoryStore {
     async fn delete_object(&self, key: &ObjectKey) -> StoreResult<()> {
         lock(&self.inner.objects).remove(key);
         Ok(())
+    }
+
+    async fn release_outputs(&self, job: &JobId, releases: &[Release]) -> StoreResult<u32> {
+        if releases.is_empty() {
+            return Ok(0);
+        }
+        let entry = self.job(job)?;
+        let mut full = Vec::new();
+        {
+            let mut sets = lock(&entry.released);
+            for r in releases {
+                entry.check_task(r.producer)?;
+                let state = sets
+                    .entry(r.producer)
+                    .or_insert_with(|| Some(HashSet::new()));
+                let Some(readers) = state else {
+                    continue;
+                };
+                readers.insert(r.reader);
+                if readers.len() >= r.readers as usize {
+                    *state = None;
+                    full.push(r.producer);
+                }
+            }
+        }
+        let mut freed = 0;
+        for producer in full {
+            let key = ObjectKey::for_output(job, producer);
+            // The cell now points at the tombstone, so a reader of it learns the same.
+            let cell = lock(&entry.outputs[producer.get()]).replace(Payload::Object(key.clone()));
+            let mut objects = lock(&self.inner.objects);
+            let had = objects.insert(key, Bytes::new());
+            if had.is_some_and(|v| !super::is_tombstone(&v)) || cell.is_some() {
+                freed += 1;
+            }
+        }
+        Ok(freed)
     }
 }
 

@@ -182,6 +182,34 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &ObjectKey,
     ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
     fn delete_object(&self, key: &ObjectKey) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records that each [`Release::reader`] is done with the large output of
+    /// [`Release::producer`] (stored under [`ObjectKey::for_output`]). Idempotent per
+    /// reader. When all of a producer's distinct readers have released it, its object is
+    /// freed and a **tombstone** left in its place: [`ObjectStore::get_object`] then answers
+    /// `Some` of empty bytes (no encoded value is empty), and a later
+    /// [`ObjectStore::put_object`] of the same output may leave the tombstone as it is. A
+    /// reader that finds the tombstone knows that every reader finished with the output, so
+    /// its own read is a duplicate (a redelivered or resent walk). Returns how many
+    /// objects this call freed.
+    fn release_outputs(
+        &self,
+        job: &JobId,
+        releases: &[Release],
+    ) -> impl Future<Output = StoreResult<u32>> + Send;
+}
+
+/// A reader done with a producer's large output ([`ObjectStore::release_outputs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Release {
+    pub producer: TaskIdx,
+    pub reader: TaskIdx,
+    /// How many distinct readers the producer's output has (its children in the DAG).
+    pub readers: u32,
+}
+
+/// Whether a fetched object is the tombstone of a released output.
+pub fn is_tombstone(object: &[u8]) -> bool {
+    object.is_empty()
 }
 
 /// The id of one queue entry: a Redis stream id `ms-seq`, or a counter in memory.

@@ -184,6 +184,9 @@ impl<S: Store> ObjectStore for Faulty<S> {
     async fn delete_object(&self, key: &ObjectKey) -> StoreResult<()> {
         self.call(self.inner.delete_object(key)).await
     }
+    async fn release_outputs(&self, job: &JobId, releases: &[Release]) -> StoreResult<u32> {
+        self.call(self.inner.release_outputs(job, releases)).await
+    }
 }
 
 impl<S: Store> InvocationQueue for Faulty<S> {

@@ -103,6 +103,7 @@ impl JobStore for RedisStore {
                 }
             }
         }
+        doomed.extend(objs.iter().map(|k| objects::reader_set(k)));
         doomed.extend(objs);
         for batch in doomed.chunks(BATCH) {
             let _: i64 = self

@@ -11,11 +11,12 @@
 //! part of a value. Job objects (keys under `rk:{job}:`) expire with the job's keys and are
 //! listed in `rk:{job}:objects` for `delete_job`.
 
+use super::scripts::SCRIPTS;
 use super::{RedisStore, job_key, reply};
 use crate::error::StoreError;
 use crate::ids::JobId;
-use crate::messages::ObjectKey;
-use crate::store::{ObjectStore, StoreResult};
+use crate::messages::{ObjectKey, Payload};
+use crate::store::{ObjectStore, Release, StoreResult};
 use bytes::{Bytes, BytesMut};
 use redis::Cmd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -316,4 +317,49 @@ impl ObjectStore for RedisStore {
         }
         Ok(())
     }
+
+    async fn release_outputs(&self, job: &JobId, releases: &[Release]) -> StoreResult<u32> {
+        if releases.is_empty() {
+            return Ok(0);
+        }
+        let mut freed = 0;
+        // One script per batch: every key is under the job's hash tag (one slot).
+        for batch in releases.chunks(RELEASE_BATCH) {
+            let mut inv = SCRIPTS.release_outputs.prepare_invoke();
+            inv.key(job_key(job, "out"))
+                .key(job_key(job, "objects"))
+                .arg(self.ttl_ms());
+            for r in batch {
+                let obj = ObjectKey::for_output(job, r.producer);
+                let pointer = super::encode(&Payload::Object(obj.clone()));
+                inv.key(obj.as_str())
+                    .key(reader_set(obj.as_str()))
+                    .arg(r.reader.0)
+                    .arg(r.readers)
+                    .arg(r.producer.0)
+                    .arg(pointer);
+            }
+            let out: Vec<Vec<u8>> = self
+                .invoke(&inv)
+                .await
+                .map_err(|e| self.err(e, Some(job), "release"))?;
+            for pair in out.chunks(2) {
+                let [key, old] = pair else { continue };
+                let key = String::from_utf8_lossy(key);
+                if !old.is_empty() {
+                    self.unlink_chunks(&key, &chunk_keys(&key, old)).await?;
+                }
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+}
+
+/// Releases per script call.
+const RELEASE_BATCH: usize = 512;
+
+/// Where the readers that released an output are kept (freed with the job).
+pub(super) fn reader_set(object_key: &str) -> String {
+    format!("{object_key}:rel")
 }

@@ -20,6 +20,7 @@ pub(super) struct Scripts {
     pub touch: Script,
     pub reclaim: Script,
     pub merge_profile: Script,
+    pub release_outputs: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -33,6 +34,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     touch: Script::new(TOUCH),
     reclaim: Script::new(RECLAIM),
     merge_profile: Script::new(MERGE_PROFILE),
+    release_outputs: Script::new(RELEASE_OUTPUTS),
 });
 
 /// KEYS: plan, state. ARGV: ttl ms, plan, initial state. Stores the job unless it exists.
@@ -306,4 +308,47 @@ for i = 1, #ARGV, 3 do
   end
 end
 return 1
+";
+
+/// KEYS: outputs (hash), the job's object list (set), then per release the output's
+/// object key and its reader set (the object key + `:rel`). ARGV: ttl ms, then per release
+/// the reader, the number of readers, the output's field and the encoded pointer to its
+/// object. Adds each reader to its set (idempotent); when a set is full the output is
+/// released: its object becomes its tombstone (an inline object of no bytes, `0x00`; made,
+/// and listed for the job's deletion, when there was no object), its output field (if
+/// any) points at it, and the set is dropped. An output already a tombstone is left alone.
+/// Returns, per freed object, its key and the manifest it had (empty for an inline object
+/// or none), so that the caller unlinks the chunks.
+const RELEASE_OUTPUTS: &str = r"
+local freed = {}
+for i = 3, #KEYS, 2 do
+  local obj, set = KEYS[i], KEYS[i + 1]
+  local a = 2 * (i - 3) + 2
+  local cur = redis.call('GET', obj)
+  if cur ~= '\0' then
+    redis.call('SADD', set, ARGV[a])
+    if redis.call('SCARD', set) >= tonumber(ARGV[a + 1]) then
+      redis.call('DEL', set)
+      if cur then
+        redis.call('SET', obj, '\0', 'KEEPTTL')
+      else
+        redis.call('SET', obj, '\0', 'PX', ARGV[1])
+        redis.call('SADD', KEYS[2], obj)
+        redis.call('PEXPIRE', KEYS[2], ARGV[1])
+      end
+      if redis.call('HEXISTS', KEYS[1], ARGV[a + 2]) == 1 then
+        redis.call('HSET', KEYS[1], ARGV[a + 2], ARGV[a + 3])
+      end
+      freed[#freed + 1] = obj
+      if cur and string.byte(cur, 1) == 1 then
+        freed[#freed + 1] = cur
+      else
+        freed[#freed + 1] = ''
+      end
+    else
+      redis.call('PEXPIRE', set, ARGV[1])
+    end
+  end
+end
+return freed
 ";
