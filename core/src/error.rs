@@ -34,7 +34,10 @@ pub enum DagError {
     },
     #[error("task {task}: unknown dependency \"{dep}\"")]
     UnknownDep { task: TaskId, dep: TaskId },
-    #[error("task {task}: unknown function {func:?}")]
+    #[error(
+        "task {task}: unknown function {func:?}{}",
+        unknown_function_hint(func)
+    )]
     UnknownFunction { task: TaskId, func: String },
     #[error("task {task}: args are {size} bytes, over the inline limit of {max}")]
     ArgsTooLarge {
@@ -50,6 +53,15 @@ pub enum DagError {
     Unsupported { task: TaskId, message: String },
     #[error("{}", join_errors(.0))]
     Many(Vec<DagError>),
+}
+
+/// Why a known built-in can be missing: `process` is off unless the executors allow it.
+fn unknown_function_hint(func: &str) -> &'static str {
+    if func == "process" {
+        " (the process built-in is off: it runs only on executors started with --allow-process PROGRAM; see docs/process-tasks.md)"
+    } else {
+        ""
+    }
 }
 
 fn join_errors(errors: &[DagError]) -> String {

@@ -140,6 +140,33 @@ pub fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// When the task attempt that runs on this thread must end: a heavy call of a task with a
+/// `timeout_ms`. The caller stops waiting then, but cannot stop the thread; a function
+/// that can end its own work early (`process` kills its program) reads it here.
+pub fn call_deadline() -> Option<Instant> {
+    DEADLINE.with(std::cell::Cell::get)
+}
+
+/// Sets [`call_deadline`] for one call, and clears it afterwards, even after a panic.
+struct DeadlineGuard;
+
+impl DeadlineGuard {
+    fn set(deadline: Option<Instant>) -> DeadlineGuard {
+        DEADLINE.with(|d| d.set(deadline));
+        DeadlineGuard
+    }
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(None));
+    }
+}
+
 /// Calls `func` once. Light calls run inline; heavy ones on the blocking pool, bounded by
 /// `timeout` when one is set.
 pub async fn call_once(
@@ -154,7 +181,11 @@ pub async fn call_once(
     }
     let f = func.clone();
     let state = state.cloned();
-    let handle = tokio::task::spawn_blocking(move || f.call(state.as_ref(), inputs));
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let handle = tokio::task::spawn_blocking(move || {
+        let _deadline = DeadlineGuard::set(deadline);
+        f.call(state.as_ref(), inputs)
+    });
     let joined = match timeout {
         Some(limit) => match tokio::time::timeout(limit, handle).await {
             Ok(j) => j,

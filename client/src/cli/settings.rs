@@ -112,6 +112,30 @@ pub struct ExecutorSettings {
     pub max_deliveries: u32,
     /// Executor id; empty means `<host>-<pid>`.
     pub id: String,
+    /// Programs that `process` tasks may run: names looked up in PATH, or absolute paths
+    /// (a list in the file; comma-separated in `RUKONG_EXECUTOR__ALLOW_PROCESS`). Empty:
+    /// `process` is off.
+    #[serde(deserialize_with = "programs")]
+    pub allow_process: Vec<String>,
+}
+
+/// A list of programs, from a list or from one comma-separated string.
+fn programs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Programs {
+        List(Vec<String>),
+        Joined(String),
+    }
+    Ok(match Programs::deserialize(d)? {
+        Programs::List(v) => v,
+        Programs::Joined(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 impl Default for RedisSettings {
@@ -162,6 +186,7 @@ impl Default for ExecutorSettings {
             heartbeat_ms: 2_000,
             max_deliveries: 5,
             id: String::new(),
+            allow_process: Vec::new(),
         }
     }
 }
@@ -366,8 +391,40 @@ mod tests {
             e.to_string().contains("engine.warmup") && e.to_string().contains("simulator"),
             "{e}"
         );
-        let s = Settings::load_from(None, &token, env(&[("RUKONG_ENGINE__WARMUP", "jit")]))
-            .unwrap();
+        let s =
+            Settings::load_from(None, &token, env(&[("RUKONG_ENGINE__WARMUP", "jit")])).unwrap();
         assert_eq!(s.engine.warmup, rukong_engine::warmup::WarmupMode::Jit);
+    }
+
+    #[test]
+    fn allowed_programs_come_from_a_list_a_joined_string_or_a_flag() {
+        let token = vec![("token", "t".to_string())];
+        let s = Settings::load_from(None, &token, env(&[])).unwrap();
+        assert!(s.executor.allow_process.is_empty(), "off by default");
+        let s = Settings::load_from(
+            None,
+            &token,
+            env(&[("RUKONG_EXECUTOR__ALLOW_PROCESS", "sort, wc,,/usr/bin/tr")]),
+        )
+        .unwrap();
+        assert_eq!(s.executor.allow_process, ["sort", "wc", "/usr/bin/tr"]);
+        let dir = std::env::temp_dir().join(format!("rukong-allow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("rukong.toml");
+        std::fs::write(
+            &f,
+            "token = \"t\"\n[executor]\nallow_process = [\"cat\", \"sort\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&f), &vec![], env(&[])).unwrap();
+        assert_eq!(s.executor.allow_process, ["cat", "sort"]);
+        let flags = vec![("executor.allow_process", "tr".to_string())];
+        let s = Settings::load_from(Some(&f), &flags, env(&[])).unwrap();
+        assert_eq!(
+            s.executor.allow_process,
+            ["tr"],
+            "a flag replaces the file's list"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -18,6 +18,8 @@
 //! | `fail`     | always fails, with the last input as the message                         |
 //!
 //! Comparison and selection (`eq`, `lt`, `gt`, `get`, `max_by`) are in [`compare`].
+//! [`process`] (running an allowed program) is off unless an allow-list turns it on
+//! ([`Registry::allow_process`]), so [`register_all`] leaves it out.
 
 use super::{FnError, Function, Registry, WarmState};
 use bytes::Bytes;
@@ -56,6 +58,7 @@ pub fn register_all(r: &mut Registry) {
 }
 
 pub mod compare;
+pub mod process;
 
 // ----------------------------------------------------------------------------------------
 // Helpers

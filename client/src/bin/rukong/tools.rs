@@ -1,6 +1,7 @@
 //! The file tools: `validate`, `gen`, `graph`, `import`, `bench`, and timelines.
 
 use super::*;
+use rukong_executor::functions::builtins::process::NAME as PROCESS;
 
 pub(crate) fn validate_file(file: &Path) -> ExitCode {
     let spec = match read_spec(file) {
@@ -8,8 +9,10 @@ pub(crate) fn validate_file(file: &Path) -> ExitCode {
         Err(e) => return invalid(file, &e),
     };
     let registry = Registry::with_builtins();
+    // `process` is a built-in that executors turn on with an allow-list: a DAG may use it.
+    let known = |f: &str| registry.contains(f) || f == PROCESS;
     let t0 = Instant::now();
-    match validate(spec, &Limits::default(), &|f| registry.contains(f)) {
+    match validate(spec, &Limits::default(), &known) {
         Ok(dag) => {
             println!(
                 "ok: {} tasks, {} edges, {} sources, {} sinks (validated in {:.1} ms)",
@@ -43,7 +46,9 @@ pub(crate) fn graph(file: &Path, format: GraphFormat, proxy_fanout: u32) -> Exit
         Err(e) => return invalid(file, &e),
     };
     let registry = Registry::with_builtins();
-    let dag = match validate(spec, &Limits::default(), &|f| registry.contains(f)) {
+    // `process` is a built-in that executors turn on with an allow-list: a DAG may use it.
+    let known = |f: &str| registry.contains(f) || f == PROCESS;
+    let dag = match validate(spec, &Limits::default(), &known) {
         Ok(d) => d,
         Err(e) => return invalid(file, &e),
     };
