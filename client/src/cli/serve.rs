@@ -155,7 +155,7 @@ pub async fn run_proxy(s: Settings) -> Result<(), BoxError> {
 /// tests (see [`ExecutorConfig::crash_after_fan_in`]).
 pub async fn run_executor(
     s: Settings,
-    registry: Registry,
+    mut registry: Registry,
     crash_after_fan_in: Option<std::path::PathBuf>,
 ) -> Result<(), BoxError> {
     let store = Arc::new(connect_store(&s, PATIENCE).await?);
@@ -178,6 +178,16 @@ pub async fn run_executor(
     config.crash_after_fan_in = crash_after_fan_in;
     config.host = format!("{host} pid {}", std::process::id());
     let id = config.id.clone();
+    let allow = rukong_executor::functions::builtins::process::AllowList::resolve(
+        &s.executor.allow_process,
+    )?;
+    if !allow.is_empty() {
+        eprintln!(
+            "rukong executor {id}: process tasks may run {}",
+            allow.names()
+        );
+    }
+    registry.allow_process(allow);
     let registry = Arc::new(registry);
     // With a GPU: a second executor in this process, on the `gpu` queue, one set of
     // slots (lanes) per device.

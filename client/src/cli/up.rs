@@ -119,6 +119,10 @@ pub fn start_redis(dir: &std::path::Path) -> Result<(Supervised, String), BoxErr
 /// Runs the cluster until a shutdown signal. `settings` supplies the token and the other
 /// settings the children inherit (through `RUKONG_*` variables).
 pub async fn up(args: UpArgs, mut settings: Settings) -> Result<(), BoxError> {
+    // The executors resolve the allow-list too; failing here names the problem once.
+    rukong_executor::functions::builtins::process::AllowList::resolve(
+        &settings.executor.allow_process,
+    )?;
     let exe: PathBuf = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("rukong-up-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -275,6 +279,12 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
     ];
     if let Some(t) = &s.token {
         v.push(("RUKONG_TOKEN".into(), t.clone()));
+    }
+    if !s.executor.allow_process.is_empty() {
+        v.push((
+            "RUKONG_EXECUTOR__ALLOW_PROCESS".into(),
+            s.executor.allow_process.join(","),
+        ));
     }
     v
 }

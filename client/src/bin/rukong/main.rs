@@ -15,6 +15,7 @@ use rukong_core::dag::{DagFormat, DagSpec, validate};
 use rukong_core::messages::JobState;
 use rukong_core::{DagError, Limits};
 use rukong_executor::Registry;
+use rukong_executor::functions::builtins::process::AllowList;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,6 +113,10 @@ enum Command {
         /// Executor id (default: host-pid).
         #[arg(long)]
         id: Option<String>,
+        /// Let `process` tasks run PROGRAM: a name looked up in PATH, or an absolute path.
+        /// Repeatable. Without it, `process` is off (docs/process-tasks.md).
+        #[arg(long, value_name = "PROGRAM")]
+        allow_process: Vec<String>,
         /// Also register fault-injection functions (`crash`). For tests only.
         #[arg(long, hide = true)]
         test_functions: bool,
@@ -134,6 +139,10 @@ enum Command {
         /// The engine's HTTP address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Let the executors' `process` tasks run PROGRAM: a name looked up in PATH, or an
+        /// absolute path. Repeatable. Without it, `process` is off (docs/process-tasks.md).
+        #[arg(long, value_name = "PROGRAM")]
+        allow_process: Vec<String>,
     },
     /// Print a generated workload DAG (YAML, or JSON with --format json).
     Gen {
@@ -205,6 +214,10 @@ struct RunArgs {
     /// Trace the run and draw its timeline to this file (.svg, or .html for a page).
     #[arg(long)]
     timeline: Option<PathBuf>,
+    /// Let `process` tasks run PROGRAM (embedded mode): a name looked up in PATH, or an
+    /// absolute path. Repeatable. Without it, `process` is off (docs/process-tasks.md).
+    #[arg(long, value_name = "PROGRAM", conflicts_with = "engine")]
+    allow_process: Vec<String>,
 }
 
 #[derive(Subcommand, Debug, Clone, Copy)]
@@ -389,6 +402,7 @@ fn main() -> ExitCode {
             proxy,
             slots,
             id,
+            allow_process,
             test_functions,
             test_crash_after_fan_in,
         } => {
@@ -396,6 +410,7 @@ fn main() -> ExitCode {
             push(&mut o, "proxy.advertise", proxy);
             push(&mut o, "executor.slots", slots.map(|s| s.to_string()));
             push(&mut o, "executor.id", id);
+            push_programs(&mut o, &allow_process);
             let registry = if test_functions {
                 Registry::with_test_functions()
             } else {
@@ -410,6 +425,7 @@ fn main() -> ExitCode {
             executors,
             slots,
             listen,
+            allow_process,
         } => {
             let args = up::UpArgs {
                 redis: common.redis.clone(),
@@ -418,6 +434,7 @@ fn main() -> ExitCode {
                 listen,
             };
             let mut o = common.overrides();
+            push_programs(&mut o, &allow_process);
             if common.token.is_none()
                 && !common.insecure
                 && std::env::var_os("RUKONG_TOKEN").is_none()
@@ -446,6 +463,14 @@ impl Common {
 fn push(o: &mut Overrides, key: &'static str, v: Option<String>) {
     if let Some(v) = v {
         o.push((key, v));
+    }
+}
+
+/// `--allow-process` values as `executor.allow_process` (a flag replaces the file's and
+/// the environment's list).
+fn push_programs(o: &mut Overrides, programs: &[String]) {
+    if !programs.is_empty() {
+        o.push(("executor.allow_process", programs.join(",")));
     }
 }
 
@@ -560,6 +585,15 @@ fn run(args: RunArgs) -> ExitCode {
         config.engine.job.inline_limit = limit;
     }
     config.engine.warmup = args.warmup;
+    match AllowList::resolve(&args.allow_process) {
+        Ok(allow) => {
+            config.registry.allow_process(allow);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    }
     let gpu = rukong_client::cli::gpu::GpuSettings {
         device: args.gpu.clone(),
         ..Default::default()
