@@ -11,12 +11,17 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # Tests start their own redis-server on free loopback ports, validate docker-compose.yml
-# offline with docker-compose, and render `rukong graph` through Graphviz. Install what is
-# missing (Debian).
+# offline with docker-compose, render `rukong graph` through Graphviz, and drive the
+# dashboard in headless Chromium. Install what is missing (Debian).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+# The dashboard test loads /ui in headless Chromium (or CHROME_BIN).
+if [ -z "${CHROME_BIN:-}" ] && ! command -v chromium >/dev/null 2>&1 \
+  && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing ${missing[*]} (needed by the tests)" >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else

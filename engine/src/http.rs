@@ -9,6 +9,7 @@
 //! | `DELETE /jobs/{id}` | cancel; the job's keys are freed |
 //! | `GET /healthz` | store reachable, live executors and slots |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /ui` | the live dashboard, its assets and JSON views ([`crate::ui`]) |
 //!
 //! `/jobs` routes need `Authorization: Bearer <token>` unless the engine runs insecure.
 //! Every error is a JSON body `{"error": message, "kind": kind}` with a 4xx or 5xx status.
@@ -130,6 +131,7 @@ pub fn router<S: Store, P: Proxy>(svc: Svc<S, P>, config: HttpConfig) -> Router 
         .merge(jobs)
         .route("/healthz", get(healthz::<S, P>))
         .route("/metrics", get(metrics::<S, P>))
+        .merge(crate::ui::router::<S, P>(config.token.clone()))
         .layer(DefaultBodyLimit::max(config.max_body))
         .with_state(svc)
 }
@@ -171,11 +173,11 @@ async fn authorize(token: Option<&str>, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
+pub(crate) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
     if id.is_empty()
         || id.len() > 64
         || !id
@@ -259,7 +261,7 @@ pub fn state_name(s: &JobState) -> &'static str {
     }
 }
 
-async fn status<S: Store, P: Proxy>(
+pub(crate) async fn status<S: Store, P: Proxy>(
     State(svc): State<Svc<S, P>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -11,6 +11,8 @@
 //! - [`service`]: [`JobService`], the cluster engine: submits jobs and follows each one to
 //!   its end; stateless apart from the store.
 //! - [`http`]: the HTTP API over a [`JobService`].
+//! - [`ui`]: the live dashboard at `GET /ui`: a plain HTML page, its vendored charting
+//!   libraries, the cookie that carries the token, and the JSON views it reads.
 //! - [`stall`]: stall detection: a job with nothing moving and nothing queued is replayed
 //!   from its sources, then failed with an error that names what it waits on.
 //! - [`warmup`]: speculative warm-up: modes, the pure hint planner, C_d / C_r accounting,
@@ -22,6 +24,7 @@ pub mod http;
 pub mod service;
 pub mod stall;
 pub mod tracker;
+pub mod ui;
 pub mod warmup;
 
 pub use engine::{
