@@ -60,22 +60,38 @@ pub fn gemm_task_count(n: usize, block: usize) -> usize {
     g * g * g + 4 * g * g
 }
 
-fn gemm_build(n: usize, block: usize, all_blocks: bool) -> DagSpec {
+fn gemm_build(n: usize, block: usize, all_blocks: bool, streaming: bool) -> DagSpec {
     let t = tiles(n, block);
     let g = t.len();
-    let mut b = JobBuilder::new(format!("gemm-{n}-{block}"));
-    for (i, &(r0, rows)) in t.iter().enumerate() {
-        for (k, &(c0, cols)) in t.iter().enumerate() {
-            for (id, seed, r0, c0) in [
-                (format!("a{i}_{k}"), GEMM_SEED_A, r0, c0),
-                (format!("b{i}_{k}"), GEMM_SEED_B, r0, c0),
-            ] {
-                b.task(id, "block")
-                    .arg(rows as i64)
-                    .arg(cols as i64)
-                    .arg(seed as i64)
-                    .arg(r0 as i64)
-                    .arg(c0 as i64);
+    let name = if streaming { "gemm-streaming" } else { "gemm" };
+    let mut b = JobBuilder::new(format!("{name}-{n}-{block}"));
+    let tile = |b: &mut JobBuilder,
+                id: String,
+                seed: u64,
+                (r0, rows): (usize, usize),
+                (c0, cols): (usize, usize)| {
+        b.task(id, "block")
+            .arg(rows as i64)
+            .arg(cols as i64)
+            .arg(seed as i64)
+            .arg(r0 as i64)
+            .arg(c0 as i64);
+    };
+    if streaming {
+        // Layer by layer along k: every product of layer k can run once its layer is made.
+        for k in 0..g {
+            for i in 0..g {
+                tile(&mut b, format!("a{i}_{k}"), GEMM_SEED_A, t[i], t[k]);
+            }
+            for j in 0..g {
+                tile(&mut b, format!("b{k}_{j}"), GEMM_SEED_B, t[k], t[j]);
+            }
+        }
+    } else {
+        for i in 0..g {
+            for k in 0..g {
+                tile(&mut b, format!("a{i}_{k}"), GEMM_SEED_A, t[i], t[k]);
+                tile(&mut b, format!("b{i}_{k}"), GEMM_SEED_B, t[i], t[k]);
             }
         }
     }
@@ -88,7 +104,23 @@ fn gemm_build(n: usize, block: usize, all_blocks: bool) -> DagSpec {
                     .dep(format!("a{i}_{k}"))
                     .dep(format!("b{k}_{j}"));
             }
-            b.task(c.as_str(), "madd").deps(products);
+            if streaming && g > 1 {
+                // A running sum, in the same order as one madd over all products.
+                let mut prev = products[0].clone();
+                for (k, p) in products.iter().enumerate().skip(1) {
+                    let id = if k == g - 1 {
+                        c.clone()
+                    } else {
+                        format!("s{i}_{j}_{k}")
+                    };
+                    b.task(id.as_str(), "madd")
+                        .dep(prev.as_str())
+                        .dep(p.as_str());
+                    prev = id;
+                }
+            } else {
+                b.task(c.as_str(), "madd").deps(products);
+            }
             b.task(format!("f{i}_{j}"), "frobenius").dep(c.as_str());
             if all_blocks {
                 b.output(c);
@@ -106,12 +138,21 @@ fn gemm_build(n: usize, block: usize, all_blocks: bool) -> DagSpec {
 /// Blocked C = A·B (see the module docs). Outputs: the Frobenius norm of every C block
 /// (`f{i}_{j}`) and the sample block `c0_0`, so outputs stay small at any n.
 pub fn gemm(n: usize, block: usize) -> DagSpec {
-    gemm_build(n, block, false)
+    gemm_build(n, block, false, false)
+}
+
+/// [`gemm`] with bounded memory: the tiles made layer by layer along k, and each C block a
+/// running sum (`s{i}_{j}_{k}` = `madd(s{i}_{j}_{k-1}, p{i}_{j}_{k}`), the last one being
+/// `c{i}_{j}`), so a product is freed as soon as it is added, while the other products of
+/// its block are still to come. The same sums in the same order as [`gemm`]: the same
+/// outputs, bit for bit. g³ + g²(g − 1) + 3g² tasks.
+pub fn gemm_streaming(n: usize, block: usize) -> DagSpec {
+    gemm_build(n, block, false, true)
 }
 
 /// [`gemm`] with every C block (`c{i}_{j}`) as an output instead of the norms.
 pub fn gemm_all_blocks(n: usize, block: usize) -> DagSpec {
-    gemm_build(n, block, true)
+    gemm_build(n, block, true, false)
 }
 
 /// The full n×n A and B that [`gemm`] multiplies.

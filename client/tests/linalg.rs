@@ -87,6 +87,7 @@ fn gemm_intermediates_are_freed_once_read_unless_kept() {
     // and the chained sample block).
     let local = local();
     assert_eq!(held_after(&local, lw::gemm(512, 128)), 0);
+    assert_eq!(held_after(&local, lw::gemm_streaming(512, 128)), 0);
 
     let mut config = LocalConfig::default();
     config.engine.job.keep_intermediates = true;
@@ -94,6 +95,22 @@ fn gemm_intermediates_are_freed_once_read_unless_kept() {
     let held = held_after(&keeping, lw::gemm(512, 128));
     // Every product (64) is kept in a fan-in cell, at least.
     assert!(held >= 64 * 128 * 128 * 8, "kept only {held} bytes");
+}
+
+#[test]
+fn streaming_gemm_gives_the_same_outputs_bit_for_bit() {
+    let local = local();
+    let reference = lw::gemm_reference(256, Threads::One);
+    let plain = local.run(lw::gemm(256, 64)).unwrap();
+    let streaming = local.run(lw::gemm_streaming(256, 64)).unwrap();
+    succeeded(&streaming.state);
+    let check = check_gemm(256, 64, &streaming.outputs, &reference).unwrap();
+    assert_eq!((check.blocks_checked, check.norms_checked), (1, 16));
+    let mut a = plain.outputs.clone();
+    let mut b = streaming.outputs.clone();
+    a.sort_by(|x, y| x.0.cmp(&y.0));
+    b.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(a, b);
 }
 
 #[test]
