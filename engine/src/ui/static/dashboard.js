@@ -536,16 +536,27 @@
     box.replaceChildren(...errors.map((m) => el("div", m)));
   }
 
+  // One refresh at a time: a refresh asked for while one runs (a click) follows it.
+  let busy = false;
+  let again = false;
+
   async function tick() {
+    if (busy) { again = true; return; }
+    busy = true;
     clearTimeout(view.timer);
     const errors = [];
     const guard = (p) => p.catch((e) => { errors.push(e && e.message ? e.message : String(e)); });
-    await Promise.all([guard(refreshHealth()), guard(refreshJobs()), guard(refreshExecutors())]);
-    await guard(refreshJob());
-    showErrors(errors);
-    view.updates++;
-    document.body.dataset.updates = view.updates;
-    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    try {
+      await Promise.all([guard(refreshHealth()), guard(refreshJobs()), guard(refreshExecutors())]);
+      await guard(refreshJob());
+      showErrors(errors);
+      view.updates++;
+      document.body.dataset.updates = view.updates;
+      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    } finally {
+      busy = false;
+    }
+    if (again) { again = false; tick(); return; }
     if ($("live").checked) view.timer = setTimeout(tick, POLL_MS);
   }
 
