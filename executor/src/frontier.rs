@@ -35,7 +35,7 @@
 //! All of this is behind [`rukong_core::Dag::has_guards`]: a DAG without guards never
 //! skips, and its walk takes none of these paths.
 
-use crate::walk::{WalkError, Walker};
+use crate::walk::{BackendError, WalkError, Walker};
 use rukong_core::dag::Join;
 use rukong_core::messages::{Event, KnownInput, ObjectKey, Payload, Start};
 use rukong_core::proxy::{FanOutRequest, Proxy};
@@ -103,14 +103,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         let mut frontier = Vec::with_capacity(starts.len());
         for s in starts {
             if s.task.get() >= dag.len() {
-                return Err(WalkError::Backend {
-                    retryable: false,
-                    error: format!(
-                        "invocation names task {}, but the job has {}",
-                        s.task,
-                        dag.len()
-                    ),
-                });
+                return Err(BackendError::UnknownTask {
+                    task: s.task,
+                    len: dag.len(),
+                }
+                .into());
             }
             let mut known = Vec::with_capacity(s.inputs.len().max(1));
             let mut skipped = Vec::new();
@@ -259,14 +256,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                         .iter()
                         .find(|i| dag.deps(i.task).contains(&d))
                         .map_or(d, |i| i.task);
-                    return Err(WalkError::Backend {
-                        retryable: true,
-                        error: format!(
-                            "task {}: the output of dependency {} is not in the store",
-                            dag.id(reader),
-                            dag.id(d)
-                        ),
-                    });
+                    return Err(BackendError::MissingOutput {
+                        reader: dag.id(reader).clone(),
+                        dep: dag.id(d).clone(),
+                    }
+                    .into());
                 };
                 if p.is_skipped() {
                     fetched_skips.push(d);
@@ -549,13 +543,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                             item
                         }
                         (false, None) => {
-                            return Err(WalkError::Backend {
-                                retryable: false,
-                                error: format!(
-                                    "internal: the output of {} was continued into twice",
-                                    dag.id(from)
-                                ),
-                            });
+                            return Err(BackendError::ContinuedTwice {
+                                task: dag.id(from).clone(),
+                            }
+                            .into());
                         }
                     }
                 }
