@@ -75,20 +75,36 @@ impl Default for ServerConfig {
     }
 }
 
+/// A [`ServerConfig`] the proxy cannot serve with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("max_object {max_object} is over the wire limit of {limit}")]
+    ObjectOverWireLimit { max_object: usize, limit: usize },
+    #[error("max_connections must be at least 1")]
+    NoConnections,
+    #[error("the token must not be empty (use no token instead)")]
+    EmptyToken,
+}
+
+impl From<ConfigError> for io::Error {
+    fn from(e: ConfigError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
 impl ServerConfig {
-    pub fn validate(&self) -> io::Result<()> {
-        let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_object > MAX_OBJECT {
-            return bad(format!(
-                "max_object {} is over the wire limit of {MAX_OBJECT}",
-                self.max_object
-            ));
+            return Err(ConfigError::ObjectOverWireLimit {
+                max_object: self.max_object,
+                limit: MAX_OBJECT,
+            });
         }
         if self.max_connections == 0 {
-            return bad("max_connections must be at least 1".into());
+            return Err(ConfigError::NoConnections);
         }
         if self.token.as_deref() == Some("") {
-            return bad("the token must not be empty (use no token instead)".into());
+            return Err(ConfigError::EmptyToken);
         }
         Ok(())
     }
@@ -187,8 +203,18 @@ enum End {
     Closed,
     Idle,
     Shutdown,
-    Refused(String),
+    Refused(Refusal),
     Failed(FrameError),
+}
+
+/// Why a handshake was refused.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("no handshake in time")]
+    Timeout,
+    /// The hello's answer said no (a wrong token, an unsupported version).
+    #[error("{0}")]
+    Answered(String),
 }
 
 async fn connection<S: Store>(
@@ -234,13 +260,13 @@ async fn handshake(rd: &mut Reader, wr: &mut Writer, config: &ServerConfig) -> R
         wire::read_frame::<_, ClientHello>(rd, MAX_HELLO),
     )
     .await
-    .map_err(|_| End::Refused("no handshake in time".into()))?
+    .map_err(|_| End::Refused(Refusal::Timeout))?
     .map_err(End::Failed)?
     .ok_or(End::Closed)?;
     let answer = hello.answer(config.token.as_deref());
     wire::write_frame(wr, &answer).await.map_err(End::Failed)?;
     match answer.reason {
-        Some(reason) => Err(End::Refused(reason)),
+        Some(reason) => Err(End::Refused(Refusal::Answered(reason))),
         None => Ok(()),
     }
 }
@@ -367,4 +393,35 @@ impl<S: Store> Shared<S> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_the_proxy_cannot_serve_is_named() {
+        let ok = ServerConfig::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let big = ServerConfig {
+            max_object: MAX_OBJECT + 1,
+            ..ServerConfig::default()
+        };
+        assert!(matches!(
+            big.validate(),
+            Err(ConfigError::ObjectOverWireLimit { .. })
+        ));
+        let none = ServerConfig {
+            max_connections: 0,
+            ..ServerConfig::default()
+        };
+        assert_eq!(none.validate(), Err(ConfigError::NoConnections));
+        let empty = ServerConfig {
+            token: Some(String::new()),
+            ..ServerConfig::default()
+        };
+        let e: io::Error = empty.validate().unwrap_err().into();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("token must not be empty"), "{e}");
+    }
 }
