@@ -15,7 +15,8 @@
 //! | `rk:{job}:events` | stream | event n has id `n-1`, field `e`; wake-up markers have field `w` |
 //! | `rk:{job}:evseq` | string | events appended so far |
 //! | `rk:{job}:objects` | set | the job's object keys, for `delete_job` |
-//! | `rk:{job}:obj:<task>…` | string | objects (see below) |
+//! | `rk:{job}:obj:<task>…` | string | objects (see below); `0x00` alone is a released output's tombstone |
+//! | `rk:{job}:obj:<task>:rel` | set | readers that released the output so far |
 //!
 //! Every job key expires `key_ttl` after its last write (a backstop: `delete_job` frees them
 //! all); writes of job activity also refresh the plan's and state's expiry. Set `key_ttl`
