@@ -10,7 +10,8 @@
 //! - [`output`]: the CLI's JSON output contract.
 //! - [`workloads`]: workload generators (`rukong gen …`).
 //! - [`remote`]: [`EngineClient`](remote::EngineClient), the cluster engine's HTTP client.
-//! - [`cli`]: the cluster commands' configuration.
+//! - [`cli`]: the cluster commands' configuration, and [`executor_main`] for executor
+//!   binaries with your own functions.
 
 pub mod builder;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod wfformat;
 pub mod workloads;
 
 pub use builder::{JobBuilder, TaskBuilder};
+pub use cli::executor::executor_main;
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -11,7 +11,7 @@ use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::step::{self, Send};
 use rukong_core::store::{ExecutorInfo, Store};
 use rukong_core::{ExecClass, JobConfig, JobId, JobPlan, Limits, TaskId, Value, schedule};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -151,27 +151,87 @@ impl JobReport {
     }
 }
 
-/// What jobs may ask for: the functions some executor runs, whether any executor has a
+/// What jobs may ask for: the functions every executor runs, whether any executor has a
 /// GPU, and how many slots there are (for batching).
 #[derive(Clone, Debug, Default)]
 pub struct Admission {
+    /// The functions a DAG may use. In a cluster: those that every registered executor
+    /// has, because any executor of a class may pull any invocation of a job.
     pub functions: Arc<HashSet<String>>,
     pub gpu_available: bool,
     pub slots: usize,
+    /// Cluster mode: how many executors are registered, and for each function that only
+    /// some of them have, how many have it. `None` for a fixed set (embedded mode).
+    pub coverage: Option<Arc<Coverage>>,
+}
+
+/// Which registered executors have which functions (cluster mode), to explain a refusal.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage {
+    pub executors: usize,
+    /// Functions on some executors but not all: how many have each.
+    pub partial: HashMap<String, usize>,
 }
 
 impl Admission {
-    /// From the executors' registrations.
+    /// From the executors' registrations: a function is admitted when every one of them
+    /// has it.
     pub fn from_executors(execs: &[ExecutorInfo]) -> Admission {
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for e in execs {
+            let mine: HashSet<&str> = e.functions.iter().map(String::as_str).collect();
+            for f in mine {
+                *count.entry(f).or_default() += 1;
+            }
+        }
+        let n = execs.len();
+        let (all, partial): (Vec<_>, Vec<_>) = count.into_iter().partition(|&(_, c)| c == n);
         Admission {
-            functions: Arc::new(
-                execs
-                    .iter()
-                    .flat_map(|e| e.functions.iter().cloned())
-                    .collect(),
-            ),
+            functions: Arc::new(all.into_iter().map(|(f, _)| f.to_owned()).collect()),
             gpu_available: execs.iter().any(|e| e.class == ExecClass::Gpu),
             slots: execs.iter().map(|e| e.slots as usize).sum(),
+            coverage: Some(Arc::new(Coverage {
+                executors: n,
+                partial: partial
+                    .into_iter()
+                    .map(|(f, c)| (f.to_owned(), c))
+                    .collect(),
+            })),
+        }
+    }
+
+    /// `e`, with each unknown function explained for a cluster: none of the registered
+    /// executors has it, or only some do. (`process` that no executor has keeps its own
+    /// explanation: a built-in that executors leave off unless they allow programs.)
+    fn explain(&self, e: DagError) -> DagError {
+        let Some(cov) = &self.coverage else {
+            return e;
+        };
+        let n = cov.executors;
+        match e {
+            DagError::UnknownFunction { task, func } => {
+                let message = match cov.partial.get(&func) {
+                    Some(c) => format!(
+                        "function {func:?} is on only {c} of the {n} registered executors; \
+                         any executor may run any task, so every one needs it (start them all \
+                         from one binary, e.g. `rukong up --executor-bin PATH`; see \
+                         docs/custom-functions.md)"
+                    ),
+                    None if func == "process" => {
+                        return DagError::UnknownFunction { task, func };
+                    }
+                    None => format!(
+                        "unknown function {func:?}: none of the {n} registered executors has it \
+                         (start executors built with it, e.g. `rukong up --executor-bin PATH`; \
+                         see docs/custom-functions.md)"
+                    ),
+                };
+                DagError::Unsupported { task, message }
+            }
+            DagError::Many(all) => {
+                DagError::Many(all.into_iter().map(|e| self.explain(e)).collect())
+            }
+            e => e,
         }
     }
 }
@@ -197,6 +257,7 @@ impl<S: Store, P: Proxy> Engine<S, P> {
             functions: Arc::new(functions.into_iter().collect()),
             gpu_available: config.gpu_available,
             slots: config.job.slots_hint,
+            coverage: None,
         };
         Engine {
             store,
@@ -249,7 +310,8 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         admission: &Admission,
     ) -> Result<JobPlan, DagError> {
         let functions = admission.functions.clone();
-        let dag = validate(spec, &self.config.limits, &|f| functions.contains(f))?;
+        let dag = validate(spec, &self.config.limits, &|f| functions.contains(f))
+            .map_err(|e| admission.explain(e))?;
         let mut problems = Vec::new();
         for (t, e) in dag.all_extras() {
             let task = dag.id(t).clone();
@@ -573,5 +635,57 @@ where
             }
             r => return r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rukong_core::ExecutorId;
+
+    fn executor(functions: &[&str]) -> ExecutorInfo {
+        ExecutorInfo {
+            id: ExecutorId::new("e"),
+            class: ExecClass::Cpu,
+            slots: 1,
+            functions: functions.iter().map(|f| f.to_string()).collect(),
+            devices: Vec::new(),
+            host: String::new(),
+            version: String::new(),
+            device_stats: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_admits_the_functions_every_executor_has_and_explains_the_rest() {
+        let spec = |f: &str| DagSpec::from_yaml_str(&format!("tasks:\n  - {{id: t, fn: {f}}}\n"));
+        let execs = [executor(&["const"]), executor(&["const", "add"])];
+        let live = Admission::from_executors(&execs);
+        let limits = Limits::default();
+        let check = |a: &Admission, f: &str| {
+            let functions = a.functions.clone();
+            validate(spec(f).unwrap(), &limits, &|f| functions.contains(f))
+                .map_err(|e| a.explain(e).to_string())
+                .err()
+        };
+        assert_eq!(check(&live, "const"), None);
+        let e = check(&live, "shout").unwrap();
+        assert!(
+            e.starts_with(
+                "task t: unknown function \"shout\": none of the 2 registered executors has it"
+            ),
+            "{e}"
+        );
+        let e = check(&live, "add").unwrap();
+        assert!(
+            e.starts_with("task t: function \"add\" is on only 1 of the 2 registered executors"),
+            "{e}"
+        );
+        let fixed = Admission::default();
+        assert_eq!(
+            check(&fixed, "shout").unwrap(),
+            "task t: unknown function \"shout\""
+        );
+        assert!(check(&live, "process").unwrap().contains("--allow-process"));
     }
 }

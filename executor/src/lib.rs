@@ -13,6 +13,7 @@
 //! - [`run`]: running one function call (warm state, off-thread heavy calls, retries, panics).
 //! - [`slot`]: the slot actor.
 //! - [`executor`]: starting and stopping an executor (`start`).
+//! - [`serve`]: an executor process against Redis and the proxy, until a shutdown signal.
 //! - [`config`]: the settings, [`ExecutorConfig`] and [`GpuConfig`](config::GpuConfig).
 //! - [`device`]: CPU, CUDA (feature `cuda`) and simulated devices, the per-device warm
 //!   cache and the bundle-size chooser.
@@ -30,6 +31,7 @@ pub mod functions;
 pub mod gate;
 pub mod gpu_sched;
 pub mod run;
+pub mod serve;
 pub mod services;
 pub mod slot;
 pub mod walk;
@@ -37,3 +39,4 @@ pub mod walk;
 pub use config::{ExecutorConfig, GpuConfig};
 pub use executor::{ExecutorHandle, start, stop_all};
 pub use functions::{FnError, Function, Registry};
+pub use serve::{ServeConfig, serve};

@@ -3,33 +3,19 @@
 //! down cleanly.
 
 use super::settings::Settings;
-use rukong_core::proxy::remote::{RemoteConfig, RemoteProxy};
+use rukong_core::proxy::remote::RemoteProxy;
 use rukong_core::store::redis::{RedisConfig, RedisStore};
 use rukong_core::{ExecutorId, JobConfig, Limits};
 use rukong_engine::http::{HttpConfig, router, serve as serve_http};
 use rukong_engine::{Engine, EngineConfig, JobService, ServiceConfig};
-use rukong_executor::{ExecutorConfig, Registry};
+use rukong_executor::{ExecutorConfig, Registry, ServeConfig};
 use rukong_kvstore_proxy::{ObjectBackend, ServerConfig, serve as serve_proxy};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
+pub use rukong_executor::serve::shutdown_signal;
 
 pub fn redis_config(s: &Settings) -> RedisConfig {
     RedisConfig {
@@ -46,33 +32,13 @@ pub fn redis_config(s: &Settings) -> RedisConfig {
 /// Connects to Redis, retrying for up to `patience` (a cluster's processes start in any
 /// order).
 pub async fn connect_store(s: &Settings, patience: Duration) -> Result<RedisStore, BoxError> {
-    let t0 = Instant::now();
-    loop {
-        match RedisStore::connect(redis_config(s)).await {
-            Ok(st) => return Ok(st),
-            Err(e) if t0.elapsed() < patience => {
-                tracing::warn!(error = %e, url = %s.redis.url, "Redis not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(format!("cannot reach Redis at {}: {e}", s.redis.url).into()),
-        }
-    }
+    Ok(rukong_executor::serve::connect_store(&redis_config(s), patience).await?)
 }
 
 /// Connects to the proxy, retrying for up to `patience`.
 pub async fn connect_proxy(s: &Settings, patience: Duration) -> Result<RemoteProxy, BoxError> {
-    let t0 = Instant::now();
-    let addr = s.proxy_addr();
-    loop {
-        match RemoteProxy::connect(addr.clone(), s.token.clone(), RemoteConfig::default()).await {
-            Ok(p) => return Ok(p),
-            Err(e) if e.is_retryable() && t0.elapsed() < patience => {
-                tracing::warn!(error = %e, %addr, "proxy not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Err(e) => return Err(format!("cannot reach the proxy at {addr}: {e}").into()),
-        }
-    }
+    let proxy = s.proxy_addr();
+    Ok(rukong_executor::serve::connect_proxy(&proxy, s.token.clone(), patience).await?)
 }
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -150,16 +116,34 @@ pub async fn run_proxy(s: Settings) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `rukong executor`: slot actors pulling from Redis, until a shutdown signal.
-/// Runs an executor until a shutdown signal. `crash_after_fan_in` is fault injection for
-/// tests (see [`ExecutorConfig::crash_after_fan_in`]).
+/// `rukong executor` (and an executor binary with its own functions): slot actors pulling
+/// from Redis, until a shutdown signal. `crash_after_fan_in` is fault injection for tests
+/// (see [`ExecutorConfig::crash_after_fan_in`]).
 pub async fn run_executor(
     s: Settings,
     mut registry: Registry,
     crash_after_fan_in: Option<std::path::PathBuf>,
 ) -> Result<(), BoxError> {
-    let store = Arc::new(connect_store(&s, PATIENCE).await?);
-    let proxy = Arc::new(connect_proxy(&s, PATIENCE).await?);
+    let mut config = serve_config(&s)?;
+    config.executor.crash_after_fan_in = crash_after_fan_in;
+    let id = config.executor.id.clone();
+    let allow = rukong_executor::functions::builtins::process::AllowList::resolve(
+        &s.executor.allow_process,
+    )?;
+    if !allow.is_empty() {
+        eprintln!(
+            "rukong executor {id}: process tasks may run {}",
+            allow.names()
+        );
+    }
+    registry.allow_process(allow);
+    rukong_executor::serve(registry, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// An executor process's configuration from the settings: the store, the proxy, the
+/// executor (slots, id, timeouts) and its GPU.
+pub fn serve_config(s: &Settings) -> Result<ServeConfig, BoxError> {
     let slots = if s.executor.slots == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -175,52 +159,15 @@ pub async fn run_executor(
     config.visibility_timeout = Some(Settings::ms(s.executor.visibility_timeout_ms));
     config.heartbeat_every = Settings::ms(s.executor.heartbeat_ms);
     config.max_deliveries = s.executor.max_deliveries;
-    config.crash_after_fan_in = crash_after_fan_in;
     config.host = format!("{host} pid {}", std::process::id());
-    let id = config.id.clone();
-    let allow = rukong_executor::functions::builtins::process::AllowList::resolve(
-        &s.executor.allow_process,
-    )?;
-    if !allow.is_empty() {
-        eprintln!(
-            "rukong executor {id}: process tasks may run {}",
-            allow.names()
-        );
-    }
-    registry.allow_process(allow);
-    let registry = Arc::new(registry);
-    // With a GPU: a second executor in this process, on the `gpu` queue, one set of
-    // slots (lanes) per device.
-    let gpu = match s.gpu.config()? {
-        Some(g) => {
-            let mut c = config.clone();
-            c.id = ExecutorId::new(format!("{id}-gpu"));
-            c.class = rukong_core::ExecClass::Gpu;
-            let labels: Vec<String> = g.devices.iter().map(|d| d.label()).collect();
-            c.gpu = g;
-            let h = rukong_executor::start(c, store.clone(), proxy.clone(), registry.clone())?;
-            eprintln!(
-                "rukong executor {id}-gpu: {} slots on {}",
-                h.config().slots,
-                labels.join(", ")
-            );
-            Some(h)
-        }
-        None => None,
-    };
-    let handle = rukong_executor::start(config, store, proxy, registry)?;
-    eprintln!(
-        "rukong executor {id}: {slots} slots, pulling from {}",
-        s.redis.url
-    );
-    shutdown_signal().await;
-    eprintln!("rukong executor {id}: stopping");
-    // Both executors share one store client: stop them together.
-    tokio::task::spawn_blocking(move || {
-        rukong_executor::stop_all(std::iter::once(handle).chain(gpu).collect())
+    Ok(ServeConfig {
+        redis: redis_config(s),
+        proxy: s.proxy_addr(),
+        token: s.token.clone(),
+        executor: config,
+        gpu: s.gpu.config()?,
+        patience: PATIENCE,
     })
-    .await?;
-    Ok(())
 }
 
 fn hostname() -> String {

@@ -1,6 +1,7 @@
 //! `rukong up`: a whole cluster on loopback in the foreground. It starts (or uses) Redis,
-//! then the proxy, the engine and N executor processes (this same binary), waits until
-//! every executor has registered, and stops them all on Ctrl-C or SIGTERM.
+//! then the proxy, the engine and N executor processes (this same binary, or the executor
+//! binary given with `--executor-bin`), waits until every executor has registered, and
+//! stops them all on Ctrl-C or SIGTERM.
 
 use super::serve::{BoxError, shutdown_signal};
 use super::settings::Settings;
@@ -20,6 +21,27 @@ pub struct UpArgs {
     pub slots: usize,
     /// The engine's HTTP address.
     pub listen: String,
+    /// Every executor runs this binary (built with `rukong_client::executor_main`, so it
+    /// takes `rukong executor`'s flags) instead of `rukong executor`.
+    pub executor_bin: Option<PathBuf>,
+}
+
+/// Checks an `--executor-bin` path: an executable file. Returns it absolute.
+pub fn check_executor_bin(path: &std::path::Path) -> Result<PathBuf, BoxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        format!(
+            "--executor-bin {shown}: {e} (build it first, e.g. `cargo build -p custom-executor`)"
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(format!("--executor-bin {shown}: not a file").into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("--executor-bin {shown}: not executable").into());
+    }
+    Ok(std::path::absolute(path)?)
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL after a grace period) on drop.
@@ -124,6 +146,10 @@ pub async fn up(args: UpArgs, mut settings: Settings) -> Result<(), BoxError> {
         &settings.executor.allow_process,
     )?;
     let exe: PathBuf = std::env::current_exe()?;
+    let executor_bin = match &args.executor_bin {
+        Some(p) => Some(check_executor_bin(p)?),
+        None => None,
+    };
     let dir = std::env::temp_dir().join(format!("rukong-up-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut children: Vec<Supervised> = Vec::new();
@@ -142,30 +168,43 @@ pub async fn up(args: UpArgs, mut settings: Settings) -> Result<(), BoxError> {
     settings.proxy.advertise = None;
     settings.engine.listen = args.listen.clone();
     let envs = child_env(&settings);
-    let spawn = |name: String, sub: &[&str]| {
-        let mut cmd = Command::new(&exe);
+    let spawn_program = |program: &PathBuf, name: String, sub: &[&str]| {
+        let mut cmd = Command::new(program);
         cmd.args(sub)
             .env_remove("RUKONG_CONFIG")
             .envs(envs.iter().cloned())
             .stdin(Stdio::null());
         Supervised::spawn(name, &mut cmd)
     };
+    let spawn = |name: String, sub: &[&str]| spawn_program(&exe, name, sub);
     children.push(spawn("kvproxy".into(), &["kvproxy"])?);
     children.push(spawn("engine".into(), &["engine"])?);
     let slots = args.slots.to_string();
     for i in 0..args.executors {
         let id = format!("up-{}-{i}", std::process::id());
-        children.push(spawn(
-            format!("executor {i}"),
-            &["executor", "--slots", &slots, "--id", &id],
-        )?);
+        let flags = ["--slots", slots.as_str(), "--id", id.as_str()];
+        children.push(match &executor_bin {
+            // An executor binary takes `rukong executor`'s flags, without the subcommand.
+            Some(bin) => spawn_program(bin, format!("executor {i} ({})", bin.display()), &flags)?,
+            None => spawn(
+                format!("executor {i}"),
+                &[&["executor"], &flags[..]].concat(),
+            )?,
+        });
     }
     let url = format!("http://{}", args.listen);
     let client = EngineClient::new(&url, settings.token.clone(), Duration::from_secs(2));
+    // With a GPU asked for, each executor process registers a second executor for it
+    // (`auto` may find none, so it counts only the first).
+    let per_process = match settings.gpu.device.as_str() {
+        "simulated" | "cuda" => 2,
+        _ => 1,
+    };
+    let registered = (args.executors * per_process) as u64;
     let t0 = Instant::now();
     loop {
         if let Ok(h) = client.healthz()
-            && h["executors"].as_u64().unwrap_or(0) >= args.executors as u64
+            && h["executors"].as_u64().unwrap_or(0) >= registered
         {
             break;
         }
@@ -180,8 +219,12 @@ pub async fn up(args: UpArgs, mut settings: Settings) -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let running = match &executor_bin {
+        Some(bin) => format!(" running {}", bin.display()),
+        None => String::new(),
+    };
     eprintln!(
-        "rukong up: engine {url}, proxy {proxy_addr}, {} executors, redis {redis_url}\n  submit with: rukong run FILE --engine {url}{}\n  Ctrl-C stops everything",
+        "rukong up: engine {url}, proxy {proxy_addr}, {} executors{running}, redis {redis_url}\n  submit with: rukong run FILE --engine {url}{}\n  Ctrl-C stops everything",
         args.executors,
         if settings.token.is_some() {
             " (token from RUKONG_TOKEN)"

@@ -26,6 +26,9 @@ pub struct Options {
     pub persistent_redis: bool,
     /// Extra arguments for every executor process.
     pub executor_args: Vec<String>,
+    /// An executor binary (built with `rukong_client::executor_main`) that executors
+    /// started from now on run instead of `rukong executor`.
+    pub executor_bin: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -41,6 +44,7 @@ impl Default for Options {
             gpu: "off",
             persistent_redis: false,
             executor_args: Vec::new(),
+            executor_bin: None,
         }
     }
 }
@@ -91,7 +95,11 @@ impl Cluster {
     }
 
     fn command(&self, sub: &[&str]) -> Command {
-        let mut cmd = Command::new(exe());
+        self.command_of(Path::new(exe()), sub)
+    }
+
+    fn command_of(&self, program: &Path, sub: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         // The processes read RUKONG_* variables as settings: none of the test run's own
         // (RUKONG_FUZZ_CASES, say) may reach them, only the ones set here.
         for (k, _) in std::env::vars_os() {
@@ -149,7 +157,11 @@ impl Cluster {
         }
         args.extend(["--gpu", self.opts.gpu]);
         args.extend(self.opts.executor_args.iter().map(String::as_str));
-        self.command(&args)
+        match &self.opts.executor_bin {
+            // An executor binary takes `rukong executor`'s flags, without the subcommand.
+            Some(bin) => self.command_of(bin, &args[1..]),
+            None => self.command(&args),
+        }
     }
 
     pub fn client(&self) -> EngineClient {

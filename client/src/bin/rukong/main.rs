@@ -4,7 +4,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rukong_client::cli::settings::{Overrides, Settings};
+use rukong_client::cli::command::{Common, push, serve_with};
+use rukong_client::cli::executor::{self, ExecutorArgs};
+use rukong_client::cli::settings::Overrides;
 use rukong_client::cli::{serve, up};
 use rukong_client::output::{report_json, state_name};
 use rukong_client::remote::{EngineClient, RemoteError};
@@ -101,30 +103,7 @@ enum Command {
         objects: Option<String>,
     },
     /// Run an executor: slots pulling invocations from Redis.
-    Executor {
-        #[command(flatten)]
-        common: Common,
-        /// The KV-store proxy's address.
-        #[arg(long)]
-        proxy: Option<String>,
-        /// Slots (default: one per core).
-        #[arg(long)]
-        slots: Option<usize>,
-        /// Executor id (default: host-pid).
-        #[arg(long)]
-        id: Option<String>,
-        /// Let `process` tasks run PROGRAM: a name looked up in PATH, or an absolute path.
-        /// Repeatable. Without it, `process` is off (docs/process-tasks.md).
-        #[arg(long, value_name = "PROGRAM")]
-        allow_process: Vec<String>,
-        /// Also register fault-injection functions (`crash`). For tests only.
-        #[arg(long, hide = true)]
-        test_functions: bool,
-        /// Fault injection, for tests only: abort right after an arrival that completes a
-        /// fan-in, once across every executor given the same marker file.
-        #[arg(long, hide = true, value_name = "MARKER", requires = "test_functions")]
-        test_crash_after_fan_in: Option<std::path::PathBuf>,
-    },
+    Executor(ExecutorArgs),
     /// Start Redis (unless --redis), the proxy, the engine and N executors on loopback, in
     /// the foreground; Ctrl-C stops them all.
     Up {
@@ -143,6 +122,11 @@ enum Command {
         /// absolute path. Repeatable. Without it, `process` is off (docs/process-tasks.md).
         #[arg(long, value_name = "PROGRAM")]
         allow_process: Vec<String>,
+        /// Run this executor binary (one built with your own functions through
+        /// `rukong_client::executor_main`) instead of `rukong executor`, for every executor
+        /// (docs/custom-functions.md).
+        #[arg(long, value_name = "PATH")]
+        executor_bin: Option<PathBuf>,
     },
     /// Print a generated workload DAG (YAML, or JSON with --format json).
     Gen {
@@ -151,26 +135,6 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Yaml, global = true)]
         format: Format,
     },
-}
-
-/// Flags every cluster command shares. Precedence: --config file < RUKONG_* < flags.
-#[derive(clap::Args, Debug, Clone)]
-struct Common {
-    /// A TOML configuration file (also RUKONG_CONFIG).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Redis URL (redis://[:password@]host:port[/db]).
-    #[arg(long)]
-    redis: Option<String>,
-    /// The shared token (also RUKONG_TOKEN).
-    #[arg(long)]
-    token: Option<String>,
-    /// Run without a token.
-    #[arg(long)]
-    insecure: bool,
-    /// The executors' GPU: off, cuda, simulated or auto (also gpu.device, RUKONG_GPU__DEVICE).
-    #[arg(long)]
-    gpu: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -397,41 +361,25 @@ fn main() -> ExitCode {
             push(&mut o, "proxy.objects", objects);
             serve_with(&common, o, |s| Box::pin(serve::run_proxy(s)))
         }
-        Command::Executor {
-            common,
-            proxy,
-            slots,
-            id,
-            allow_process,
-            test_functions,
-            test_crash_after_fan_in,
-        } => {
-            let mut o = common.overrides();
-            push(&mut o, "proxy.advertise", proxy);
-            push(&mut o, "executor.slots", slots.map(|s| s.to_string()));
-            push(&mut o, "executor.id", id);
-            push_programs(&mut o, &allow_process);
-            let registry = if test_functions {
-                Registry::with_test_functions()
-            } else {
-                Registry::with_builtins()
-            };
-            serve_with(&common, o, |s| {
-                Box::pin(serve::run_executor(s, registry, test_crash_after_fan_in))
-            })
-        }
+        Command::Executor(args) => executor::run(args, Registry::with_builtins()),
         Command::Up {
             common,
             executors,
             slots,
             listen,
             allow_process,
+            executor_bin,
         } => {
+            if let Some(Err(e)) = executor_bin.as_deref().map(up::check_executor_bin) {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
             let args = up::UpArgs {
                 redis: common.redis.clone(),
                 executors,
                 slots,
                 listen,
+                executor_bin,
             };
             let mut o = common.overrides();
             push_programs(&mut o, &allow_process);
@@ -444,25 +392,6 @@ fn main() -> ExitCode {
             }
             serve_with(&common, o, move |s| Box::pin(up::up(args, s)))
         }
-    }
-}
-
-impl Common {
-    fn overrides(&self) -> Overrides {
-        let mut o = Overrides::new();
-        push(&mut o, "redis.url", self.redis.clone());
-        push(&mut o, "token", self.token.clone());
-        if self.insecure {
-            o.push(("insecure", "true".into()));
-        }
-        push(&mut o, "gpu.device", self.gpu.clone());
-        o
-    }
-}
-
-fn push(o: &mut Overrides, key: &'static str, v: Option<String>) {
-    if let Some(v) = v {
-        o.push((key, v));
     }
 }
 
@@ -486,42 +415,6 @@ fn random_token() -> String {
     let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
     h2.write_u64(a ^ u64::from(std::process::id()));
     format!("{a:016x}{:016x}", h2.finish())
-}
-
-/// Loads settings and runs a long-lived cluster command on a multi-threaded runtime.
-fn serve_with(
-    common: &Common,
-    overrides: Overrides,
-    f: impl FnOnce(
-        Settings,
-    )
-        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), serve::BoxError>>>>,
-) -> ExitCode {
-    let settings = match Settings::load(common.config.as_deref(), &overrides) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(f(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 fn status(job: &str, engine: &str, token: Option<String>) -> ExitCode {
