@@ -32,7 +32,7 @@ use rukong_core::{TaskId, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A job that takes longer than this is reported as hung.
@@ -146,8 +146,13 @@ fn run_and_check<S: Store>(
             )));
         }
     };
+    DUPLICATES.fetch_add(u64::from(report.stats.duplicates), Ordering::Relaxed);
     check_report(label, spec, reference, &report)
 }
+
+/// Tasks that walks dropped as duplicates (an input already released by all its readers),
+/// over every run of this test binary.
+static DUPLICATES: AtomicU64 = AtomicU64::new(0);
 
 // ----------------------------------------------------------------------------------------
 // Deployments
@@ -322,6 +327,10 @@ fn random_dags_match_the_reference_when_requests_and_replies_are_lost() {
     eprintln!("lost-reply cases in {:.1?}", started.elapsed());
     let m = fault_totals("faulty memory", &memory);
     let r = fault_totals("faulty redis", &redis);
+    eprintln!(
+        "duplicate walks of tasks dropped on released inputs: {}",
+        DUPLICATES.load(Ordering::Relaxed)
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
