@@ -36,6 +36,11 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/rust-api.md")]
 pub struct RustApiDoctests;
+
+/// The Rust examples of `docs/custom-functions.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/custom-functions.md")]
+pub struct CustomFunctionsDoctests;
 pub use local::{Local, LocalConfig, LocalEngine, RunError};
 pub use rukong_core::dag::DagSpec;
 pub use rukong_engine::{JobReport, Progress};

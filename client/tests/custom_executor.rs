@@ -21,21 +21,23 @@ use std::time::{Duration, Instant};
 const TEMPLATE: &str = "custom-executor";
 
 /// Builds the template's executor binary with cargo and returns its path. Cargo decides
-/// whether anything needs building (after `cargo build --workspace`, nothing does). The
-/// profile and features follow this test's own build, so that the libraries it shares
-/// with the `rukong` binary are not built a second time.
+/// what needs building; the command follows this test's own build, so that nothing this
+/// test's `rukong` binary shares with the template is built twice:
+/// - with the `cuda` feature, this is the whole workspace with every feature (CI runs
+///   `cargo nextest run --workspace --all-features`): the same build again, which has
+///   nothing left to do;
+/// - otherwise, the template alone, with the features the test build gives `rukong-core`.
 fn template_bin() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut features = vec!["rukong-core/test-util"];
-    if cfg!(feature = "cuda") {
-        features.push("custom-executor/cuda");
-    }
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(repo(""))
-        .args(["build", "-p", TEMPLATE, "--bin", TEMPLATE])
-        .args(["--message-format", "json-render-diagnostics"])
-        .arg("--features")
-        .arg(features.join(","))
+    cmd.current_dir(repo(""));
+    if cfg!(feature = "cuda") {
+        cmd.args(["test", "--workspace", "--all-features", "--no-run"]);
+    } else {
+        cmd.args(["build", "-p", TEMPLATE, "--bin", TEMPLATE])
+            .args(["--features", "rukong-core/test-util"]);
+    }
+    cmd.args(["--message-format", "json-render-diagnostics"])
         .stderr(Stdio::inherit());
     if Path::new(env!("CARGO_BIN_EXE_rukong"))
         .parent()
@@ -48,14 +50,19 @@ fn template_bin() -> PathBuf {
     });
     assert!(
         out.status.success(),
-        "`cargo build -p {TEMPLATE}` failed ({}); its errors are above",
+        "building the template ({cmd:?}) failed ({}); the errors are above",
         out.status
     );
-    // The artifact message of the binary names its path, wherever the target dir is.
+    // The binary's artifact message names its path, wherever the target dir is.
     let exe = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == TEMPLATE)
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == TEMPLATE
+                && m["target"]["kind"][0] == "bin"
+                && m["profile"]["test"] == false
+        })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from));
     exe.unwrap_or_else(|| panic!("cargo built {TEMPLATE} but named no executable"))
 }

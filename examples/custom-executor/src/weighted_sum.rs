@@ -51,8 +51,18 @@ impl WeightedSum {
 }
 
 impl Function for WeightedSum {
-    fn init(&self, _ctx: &InitCtx) -> Result<Option<WarmState>, FnError> {
-        Ok(Some(Arc::new(Weights((1..=WIDTH as i64).collect()))))
+    /// Loads the weights (a named stage of the cold start). On a GPU executor they are
+    /// marked resident on the device, so the device's slots share one copy: `init` runs
+    /// once per device, and the device's warm cache may evict it under its memory budget.
+    fn init(&self, ctx: &InitCtx) -> Result<Option<WarmState>, FnError> {
+        let weights = ctx
+            .log
+            .time("load weights", || Weights((1..=WIDTH as i64).collect()));
+        if ctx.device.is_some() {
+            ctx.log
+                .resident(std::mem::size_of_val(weights.0.as_slice()) as u64);
+        }
+        Ok(Some(Arc::new(weights)))
     }
 
     fn call(&self, state: Option<&WarmState>, inputs: Vec<Value>) -> Result<Value, FnError> {
