@@ -37,6 +37,9 @@ pub fn stats_json(r: &JobReport, slots: usize) -> J {
         "replans": s.replans,
         "hint_init_us": s.hint_init_us,
         "warm_idle_us": s.warm_idle_us,
+        "redrives": s.redrives,
+        "duplicates": s.duplicates,
+        "kept_local": s.kept_local,
     })
 }
 

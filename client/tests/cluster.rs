@@ -96,6 +96,29 @@ fn the_cluster_runs_every_example_and_large_dags_exactly() {
 }
 
 #[test]
+fn a_fan_out_within_an_executor_s_idle_slots_never_goes_through_redis() {
+    let c = Cluster::start(Options {
+        executors: 1,
+        slots: 4,
+        ..Options::default()
+    });
+    c.wait_healthy(1);
+    let mut yaml =
+        String::from("name: local-fan-out\ntasks:\n  - {id: src, fn: const, args: [1]}\n");
+    for i in 0..4 {
+        yaml.push_str(&format!(
+            "  - {{id: s{i}, fn: sleep, deps: [src], args: [200]}}\n"
+        ));
+    }
+    yaml.push_str("  - {id: sum, fn: add, deps: [s0, s1, s2, s3]}\n");
+    let f = temp_file("local-fan-out.yaml", &yaml);
+    let v = assert_ok(&c.run(&f, &[]));
+    assert_eq!(v["outputs"]["sum"], 4);
+    assert_eq!(v["stats"]["kept_local"], 3, "{v}");
+    assert_eq!(v["stats"]["invocations_sent"], 0, "{v}");
+}
+
+#[test]
 fn a_sigkilled_executor_s_invocations_are_reclaimed_and_the_sum_is_exact() {
     let mut c = Cluster::start(Options::default());
     let f = temp_file("spin-tree.yaml", &spin_tree(256, 15));

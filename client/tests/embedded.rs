@@ -215,3 +215,42 @@ fn a_deployment_runs_many_jobs_and_frees_each() {
         "no queue entries left behind (ready, pending)"
     );
 }
+
+/// Locality: a fan-out no wider than the idle slots never goes through the queue. The
+/// source keeps one child and the other children run on the executor's idle slots, each of
+/// them in the same wall time (so they really ran side by side).
+#[test]
+fn a_fan_out_within_the_idle_slots_stays_in_the_process() {
+    let local = Local::start(LocalConfig {
+        slots: 4,
+        ..LocalConfig::default()
+    })
+    .unwrap();
+    let mut b = JobBuilder::new("local-fan-out");
+    b.task("src", "const").arg(1);
+    for i in 0..4 {
+        b.task(format!("s{i}"), "sleep").dep("src").arg(300);
+    }
+    b.task("sum", "add").deps((0..4).map(|i| format!("s{i}")));
+    let started = std::time::Instant::now();
+    let r = local.run(b.build()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.output("sum"), Some(&Value::Int(4)));
+    assert_eq!(r.stats.invocations_sent, 0, "{:?}", r.stats);
+    assert_eq!(r.stats.kept_local, 3, "{:?}", r.stats);
+    assert!(
+        took < std::time::Duration::from_millis(1_100),
+        "4 sleeps of 300 ms on 4 slots took {took:?}"
+    );
+    // Wider than the idle slots: the rest goes through the queue, and the result is the same.
+    let mut b = JobBuilder::new("wide-fan-out");
+    b.task("src", "const").arg(1);
+    for i in 0..9 {
+        b.task(format!("s{i}"), "identity").dep("src");
+    }
+    b.task("sum", "add").deps((0..9).map(|i| format!("s{i}")));
+    let r = local.run(b.build()).unwrap();
+    assert_eq!(r.output("sum"), Some(&Value::Int(9)));
+    assert!(r.stats.kept_local <= 3, "{:?}", r.stats);
+    assert!(r.stats.invocations_sent >= 1, "{:?}", r.stats);
+}

@@ -182,6 +182,10 @@ pub struct WalkStats {
     /// reader released their input (a redelivered or resent invocation).
     #[serde(default)]
     pub duplicates: u32,
+    /// Children kept on an idle slot of the same executor instead of being sent through the
+    /// queue.
+    #[serde(default)]
+    pub kept_local: u32,
 }
 
 impl WalkStats {
@@ -191,6 +195,7 @@ impl WalkStats {
         self.init_us += o.init_us;
         self.objects_put += o.objects_put;
         self.duplicates += o.duplicates;
+        self.kept_local += o.kept_local;
         self.object_bytes += o.object_bytes;
         self.invocations_sent += o.invocations_sent;
         self.proxy_fanouts += o.proxy_fanouts;

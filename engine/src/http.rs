@@ -291,7 +291,8 @@ pub(crate) async fn status<S: Store, P: Proxy>(
             "hints_noop": s.hints_noop, "hints_used": s.hints_used,
             "hints_wasted": s.hints_wasted, "hints_cancelled": s.hints_cancelled,
             "replans": s.replans, "hint_init_us": s.hint_init_us,
-            "warm_idle_us": s.warm_idle_us,
+            "warm_idle_us": s.warm_idle_us, "redrives": s.redrives,
+            "duplicates": s.duplicates, "kept_local": s.kept_local,
         },
     });
     if let JobState::Failed { task, error } = &st.state {

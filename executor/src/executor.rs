@@ -5,9 +5,10 @@ use crate::bundling::Bundler;
 use crate::config::ExecutorConfig;
 use crate::device::DeviceCache;
 use crate::functions::Registry;
+use crate::pool::Pool;
 use crate::run::WarmCache;
 use crate::services::Services;
-use crate::slot::Slot;
+use crate::slot::{Slot, dispatch};
 use crate::walk::SlotState;
 use actix::prelude::*;
 use rukong_core::ExecClass;
@@ -88,6 +89,7 @@ pub fn start<S: Store, P: Proxy>(
         proxy,
         registry,
         config: config.clone(),
+        pool: Pool::default(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let (dereg_tx, dereg_rx) = std::sync::mpsc::channel();
@@ -111,6 +113,7 @@ pub fn start<S: Store, P: Proxy>(
                     };
                     Slot::start_in_arbiter(&arb, move |_| Slot::new(svc, state, stop));
                 }
+                actix::spawn(dispatch(svc.clone(), stop2.clone()));
                 actix::spawn(heartbeat(
                     svc.clone(),
                     info,

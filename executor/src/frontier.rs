@@ -513,7 +513,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             cpu.extend(c);
             gpu.extend(g);
         }
-        for (class, invs) in [(ExecClass::Cpu, cpu), (ExecClass::Gpu, gpu)] {
+        for (class, mut invs) in [(ExecClass::Cpu, cpu), (ExecClass::Gpu, gpu)] {
+            if class == self.svc.config.class && !invs.is_empty() {
+                // Locality: children of this executor's class run on its idle slots.
+                let n = invs.len();
+                invs = self.svc.pool.keep(&mut self.kept, invs);
+                self.stats.kept_local += (n - invs.len()) as u32;
+            }
             if !invs.is_empty() {
                 self.stats.invocations_sent += invs.len() as u32;
                 self.svc.store.push(class, invs).await?;

@@ -30,6 +30,7 @@ pub mod frontier;
 pub mod functions;
 pub mod gate;
 pub mod gpu_sched;
+pub mod pool;
 pub mod run;
 pub mod serve;
 pub mod services;

@@ -2,6 +2,7 @@
 
 use crate::config::ExecutorConfig;
 use crate::functions::Registry;
+use crate::pool::Pool;
 use std::sync::Arc;
 
 pub struct Services<S, P> {
@@ -9,4 +10,6 @@ pub struct Services<S, P> {
     pub proxy: Arc<P>,
     pub registry: Arc<Registry>,
     pub config: ExecutorConfig,
+    /// Where the slots take work from (pulled, or kept in the process).
+    pub pool: Pool,
 }

@@ -31,6 +31,7 @@ mod task;
 pub use error::{BackendError, Disposition, WalkError};
 pub use jobs::{JobCtx, SlotState};
 
+use crate::pool::Kept;
 use crate::services::Services;
 use rukong_core::error::StoreError;
 use rukong_core::messages::{Event, Invocation, JobState, ObjectKey, WalkStats};
@@ -81,8 +82,13 @@ pub async fn run_invocation<S: Store, P: Proxy>(
         branches: Vec::new(),
         spans: Vec::new(),
         releases: Vec::new(),
+        kept: Kept::default(),
     };
-    let outcome = w.walk_all(inv.starts).await;
+    let mut outcome = w.walk_all(inv.starts).await;
+    // Custody: the invocation ends only after every child it kept in the process has.
+    if !w.kept.is_empty() && w.kept.wait().await == Disposition::Retry && outcome.is_ok() {
+        outcome = Err(BackendError::KeptChild.into());
+    }
     match outcome {
         Ok(()) | Err(WalkError::JobEnded) => {}
         Err(WalkError::Task {
@@ -195,6 +201,8 @@ pub(crate) struct Walker<'a, S, P> {
     spans: Vec<rukong_core::messages::Span>,
     /// Stored outputs this walk read and is done with, released when it ends well.
     pub(crate) releases: Vec<Release>,
+    /// Children kept on this executor's idle slots: this walk holds their custody.
+    pub(crate) kept: Kept,
 }
 
 /// Microseconds since the Unix epoch (span starts line up across processes on a host).

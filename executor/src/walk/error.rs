@@ -47,6 +47,10 @@ pub enum BackendError {
     /// An object that does not decode: it will not decode on a redelivery either.
     #[error("object {key} is corrupt: {message}")]
     CorruptObject { key: ObjectKey, message: String },
+    /// A child this walk kept on a local slot must run again: so must this walk, which
+    /// sends it again.
+    #[error("a child kept on a local slot did not finish; the invocation runs again")]
+    KeptChild,
     /// A broken invariant of the walk itself.
     #[error("internal: the output of {task} was continued into twice")]
     ContinuedTwice { task: TaskId },
@@ -58,7 +62,9 @@ impl BackendError {
         match self {
             BackendError::Store(e) => e.is_retryable(),
             BackendError::Proxy(e) => e.is_retryable(),
-            BackendError::MissingOutput { .. } | BackendError::MissingObject { .. } => true,
+            BackendError::MissingOutput { .. }
+            | BackendError::MissingObject { .. }
+            | BackendError::KeptChild => true,
             BackendError::UnknownTask { .. }
             | BackendError::CorruptObject { .. }
             | BackendError::ContinuedTwice { .. } => false,

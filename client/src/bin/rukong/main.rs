@@ -169,6 +169,10 @@ struct RunArgs {
     /// Fan-outs of at least this out-degree are handed to the KV-store proxy.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     proxy_fanout: u32,
+    /// Keep every large intermediate output until the job ends (embedded mode; by default
+    /// one is freed as soon as all its readers are done with it).
+    #[arg(long, conflicts_with = "engine")]
+    keep_intermediates: bool,
     /// Give up (exit 1) when the job has not finished after this many seconds.
     #[arg(long)]
     timeout: Option<f64>,
@@ -230,6 +234,9 @@ enum GenWorkload {
         n: usize,
         #[arg(long, default_value_t = 512)]
         block: usize,
+        /// Bounded memory: tiles made layer by layer, each C block a running sum
+        #[arg(long)]
+        streaming: bool,
     },
     /// Tall-skinny SVD through a TSQR reduction.
     Tsqr {
@@ -286,7 +293,17 @@ impl GenWorkload {
             GenWorkload::BlobDigest { producers, size } => Workload::BlobDigest { producers, size },
             GenWorkload::SleepFanout { width, ms } => Workload::SleepFanout { width, ms },
             GenWorkload::BigData { producers, mib } => Workload::BigData { producers, mib },
-            GenWorkload::Gemm { n, block } => return gemm(n.max(1), block.max(1)),
+            GenWorkload::Gemm {
+                n,
+                block,
+                streaming,
+            } => {
+                return if streaming {
+                    rukong_client::linalg_workloads::gemm_streaming(n.max(1), block.max(1))
+                } else {
+                    gemm(n.max(1), block.max(1))
+                };
+            }
             GenWorkload::Tsqr {
                 rows,
                 cols,
@@ -500,6 +517,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     }
     config.engine.job.proxy_fanout = args.proxy_fanout;
+    config.engine.job.keep_intermediates = args.keep_intermediates;
     config.engine.job.trace = args.timeline.is_some();
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
