@@ -161,7 +161,7 @@ impl EngineClient {
     }
 
     /// `{"job", "outputs": {task: value}, "skipped": [task]}`: the outputs, and the ones
-    /// that were skipped (DESIGN §8).
+    /// that were skipped (`docs/conditional-branches.md`).
     pub fn outputs_and_skipped(&self, job: &JobId) -> Result<J, RemoteError> {
         self.get(&format!("/jobs/{job}/outputs"))
     }

@@ -125,7 +125,10 @@ fn the_oracle_warm_up_mode_is_refused_outside_the_simulator() {
     let out = rukong(&["run", dag, "--warmup", "oracle"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("only in the simulator") && err.contains("jit"), "{err}");
+    assert!(
+        err.contains("only in the simulator") && err.contains("jit"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
     let out = rukong(&["run", dag, "--warmup", "jit"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -46,7 +46,7 @@ pub fn job_prefix(job: &JobId) -> String {
 }
 
 /// A task output as it travels: inline, or the key of a large object; or the marker of a
-/// skipped task (DESIGN §8), which has no output.
+/// skipped task (`docs/conditional-branches.md`), which has no output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     Inline(Value),
@@ -141,7 +141,7 @@ pub struct WalkStats {
     /// GPU tasks that ran as part of a bundle (one `call_batch` for several invocations).
     #[serde(default)]
     pub bundled: u32,
-    /// Tasks skipped (DESIGN §8): a guard failed, or their dependencies were skipped. They
+    /// Tasks skipped (`docs/conditional-branches.md`): a guard failed, or their dependencies were skipped. They
     /// are not counted in `tasks`.
     #[serde(default)]
     pub skipped: u64,
@@ -246,7 +246,7 @@ pub struct Span {
     pub bytes: u64,
 }
 
-/// A per-job event (DESIGN §5). The stream is durable and read by cursor; the engine and
+/// A per-job event (`docs/architecture.md`). The stream is durable and read by cursor; the engine and
 /// clients never rely on a notification alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -257,7 +257,7 @@ pub enum Event {
         sink: bool,
         payload: Option<Payload>,
     },
-    /// A task was skipped (DESIGN §8) that is a sink or a requested output: it counts as
+    /// A task was skipped (`docs/conditional-branches.md`) that is a sink or a requested output: it counts as
     /// finished, and a requested output is reported as skipped. Duplicates are harmless.
     TaskSkipped { task: TaskIdx, sink: bool },
     /// A task failed for good (after its retries).
@@ -269,7 +269,7 @@ pub enum Event {
     },
     /// One invocation's work, for progress and stats.
     Progress(WalkStats),
-    /// Guards evaluated (DESIGN §8): `(guarded task, whether it passed)`, so that the
+    /// Guards evaluated (`docs/conditional-branches.md`): `(guarded task, whether it passed)`, so that the
     /// engine can re-plan warm-ups when a branch goes against the prediction.
     Branches { outcomes: Vec<(TaskIdx, bool)> },
     /// The spans one slot ran (traced jobs only).

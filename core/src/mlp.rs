@@ -1,4 +1,4 @@
-//! The most-likely-path (MLP) predictor (Xanadu, DESIGN §6 and §8): a pure function of the
+//! The most-likely-path (MLP) predictor (Xanadu, `docs/warmup.md` and `docs/conditional-branches.md`): a pure function of the
 //! DAG, its [`DagProfile`] and the branch outcomes seen so far.
 //!
 //! ## Model
@@ -16,7 +16,7 @@
 //! branch point is uniform.
 //!
 //! A **scenario** fixes one outcome at every branch point that runs; it determines which
-//! tasks run (DESIGN §8: a failed guard skips the task, skipping propagates, `join: any`
+//! tasks run (`docs/conditional-branches.md`: a failed guard skips the task, skipping propagates, `join: any`
 //! runs when at least one dependency ran). Its probability is the product of its outcomes'
 //! probabilities. The **MLP** is the scenario of maximum probability, found exactly by a
 //! best-first search over branch points in topological order (probabilities only shrink as

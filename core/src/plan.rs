@@ -6,7 +6,7 @@ use crate::ids::JobId;
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 
-/// Data-passing and batching settings fixed at submission (DESIGN §4).
+/// Data-passing and batching settings fixed at submission (`docs/architecture.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobConfig {
     /// P: outputs up to this many bytes travel inline; larger ones go to the object store.

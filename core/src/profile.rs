@@ -1,6 +1,6 @@
-//! Profiles kept across jobs (DESIGN §5), per DAG name: per function, compact log-scale
+//! Profiles kept across jobs (`docs/architecture.md`), per DAG name: per function, compact log-scale
 //! histograms of exec and cold-start times and of output sizes; per conditional edge (a task
-//! with a `guard`, DESIGN §8), how often its guard held (taken) or not (not taken) when its
+//! with a `guard`, `docs/conditional-branches.md`), how often its guard held (taken) or not (not taken) when its
 //! dependency completed.
 
 use crate::dag::Dag;

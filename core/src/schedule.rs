@@ -1,4 +1,4 @@
-//! Static scheduling (DESIGN §4.1): a pure function of the DAG.
+//! Static scheduling (`docs/architecture.md`): a pure function of the DAG.
 //!
 //! For each source, in index order, a depth-first search marks each newly reached task's
 //! **become** child: the first child that no search has visited yet. Its other children are

@@ -1,4 +1,4 @@
-//! The walk's one decision, as pure functions (DESIGN §4.4–4.6 and §8): what a slot does
+//! The walk's one decision, as pure functions (`docs/architecture.md` and `docs/conditional-branches.md`): what a slot does
 //! after a step of tasks finished, and what the proxy does with a fan-out handed to it.
 //! Executors and the proxy both call these; all I/O happens around them.
 //!

@@ -77,7 +77,7 @@ impl Value {
         }
     }
 
-    /// The JSON form the CLI prints (DESIGN §3): bytes render as `{"bytes": N, "sha256": hex}`;
+    /// The JSON form the CLI prints (`docs/dag-format.md`): bytes render as `{"bytes": N, "sha256": hex}`;
     /// non-finite floats render as `null`.
     pub fn to_output_json(&self) -> serde_json::Value {
         use serde_json::Value as J;

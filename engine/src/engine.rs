@@ -27,7 +27,7 @@ pub struct EngineConfig {
     pub job: JobConfig,
     /// Whether any executor has a GPU (tasks with `resources.gpu` are rejected otherwise).
     pub gpu_available: bool,
-    /// Speculative warm-up of the functions on the most likely path (DESIGN §6):
+    /// Speculative warm-up of the functions on the most likely path (`docs/warmup.md`):
     /// `reactive` (none, the default), `speculative` or `jit`. `oracle` runs only in the
     /// simulator: `Local::start` and the cluster settings refuse it
     /// ([`crate::warmup::WarmupMode::for_engine`]).
@@ -99,7 +99,7 @@ pub struct JobReport {
     /// Requested outputs in the DAG's order (when the job succeeded: all of them except the
     /// skipped ones).
     pub outputs: Vec<(TaskId, Value)>,
-    /// Requested outputs that were skipped (DESIGN §8: a guard failed, or their
+    /// Requested outputs that were skipped (`docs/conditional-branches.md`: a guard failed, or their
     /// dependencies were skipped), in the DAG's order. They have no value; together with
     /// `outputs` they cover every requested output of a succeeded job.
     pub skipped: Vec<TaskId>,

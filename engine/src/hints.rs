@@ -1,4 +1,4 @@
-//! Delivering warm-up hints (DESIGN §6). At job start the engine plans the hints for the
+//! Delivering warm-up hints (`docs/warmup.md`). At job start the engine plans the hints for the
 //! job's warm-up mode from the stored profile ([`Planner`]). A background task then sends
 //! each hint, at its issue time, to its executor class's queue: an invocation with no start
 //! task, the function to warm (`Invocation::warm`) and its TTL. The slot that takes it runs

@@ -1,6 +1,6 @@
 //! # rukong-engine
 //!
-//! The control plane (DESIGN §4.1): validates a job, computes and stores its static
+//! The control plane (`docs/architecture.md`): validates a job, computes and stores its static
 //! schedule, enqueues its sources, and follows its events to the end. In-process for now;
 //! cluster mode puts an HTTP API in front of the same [`Engine`].
 //!

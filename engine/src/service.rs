@@ -417,7 +417,7 @@ impl<S: Store, P: Proxy> JobService<S, P> {
     }
 
     /// The requested outputs of a succeeded job, in the DAG's order: a value, or `None` for
-    /// a skipped output (DESIGN §8).
+    /// a skipped output (`docs/conditional-branches.md`).
     pub async fn outputs(
         self: &Arc<Self>,
         job: &JobId,

@@ -1,4 +1,4 @@
-//! Speculative warm-up (Xanadu, DESIGN §6): the warm-up modes, the pure hint planner, the
+//! Speculative warm-up (Xanadu, `docs/warmup.md`): the warm-up modes, the pure hint planner, the
 //! cost accounting, and a deterministic simulator that evaluates them ([`sim`]).
 //!
 //! Nothing here does I/O or reads a clock: times are µs since the job started, passed in.

@@ -1,4 +1,4 @@
-//! Bundling on a device (DESIGN §6, WiseFuse): the slots that share one device hand their
+//! Bundling on a device (`docs/warmup.md`, WiseFuse): the slots that share one device hand their
 //! calls of one function to a [`Bundler`], which runs them as one `call_batch`.
 //!
 //! A device has several slots (lanes), each walking its own invocation, all on the device's

@@ -1,11 +1,11 @@
 //! The frontier walk: an invocation's schedule walked level by level, so that store
-//! traffic is batched per level, not per task (DESIGN §4.8: about one pipelined batch per
+//! traffic is batched per level, not per task (`docs/architecture.md`: about one pipelined batch per
 //! step of an invocation).
 //!
 //! A frontier is every task of the invocation that is ready to run now. One step:
 //! 1. **inputs**: the dependencies no task has in hand are read in one batch;
 //! 2. **run**: every task runs (inline, or off-thread when heavy);
-//! 3. **advance**, in this order, so that writes precede counts (DESIGN §4.5):
+//! 3. **advance**, in this order, so that writes precede counts (`docs/architecture.md`):
 //!    - one batched write of the outputs that fan-in children will read;
 //!    - one batch of arrival records;
 //!    - the large fan-outs handed to the proxy;
@@ -14,7 +14,7 @@
 //! The next frontier holds the children this slot continues into: chains (the value never
 //! leaves memory), fan-ins whose last parent arrived here, and each fan-out's become child.
 //!
-//! **Conditional branches** (DESIGN §8). A task is *skipped* when its guard fails, when
+//! **Conditional branches** (`docs/conditional-branches.md`). A task is *skipped* when its guard fails, when
 //! (`join: all`, the default) any dependency was skipped, or when (`join: any`) every
 //! dependency was skipped. A skipped task runs nothing and has no output, but it walks on
 //! like a completed one so that nothing waits for it forever:
@@ -221,7 +221,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     }
 
     /// Every item's inputs (dependency outputs in order, then args), reading what no item
-    /// holds in one batch (DESIGN §8 for skips).
+    /// holds in one batch (`docs/conditional-branches.md` for skips).
     async fn gather(&mut self, frontier: &mut [Item]) -> Result<Vec<Gathered>, WalkError> {
         let plan = self.plan.clone();
         let dag = &plan.dag;

@@ -1,6 +1,6 @@
 //! # rukong-executor
 //!
-//! The data plane (DESIGN §4). An executor hosts slot actors (actix) that pull invocations
+//! The data plane (`docs/architecture.md`). An executor hosts slot actors (actix) that pull invocations
 //! and walk static schedules, deciding chains, fan-outs and fan-ins locally. No scheduler
 //! sits on the hot path: slots coordinate only through the store.
 //!

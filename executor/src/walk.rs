@@ -1,4 +1,4 @@
-//! Walking a static schedule (DESIGN §4.2–4.7). One [`Walker`] runs one invocation inline on
+//! Walking a static schedule (`docs/architecture.md`). One [`Walker`] runs one invocation inline on
 //! its slot's thread:
 //!
 //! - **chain** (one child, whose only dependency is this task): continue in memory; nothing
@@ -190,7 +190,7 @@ pub(crate) struct Walker<'a, S, P> {
     /// Per DAG function: what this invocation measured.
     profile: Vec<FnProfile>,
     pub(crate) events: Vec<Event>,
-    /// Branch outcomes (DESIGN §8): every guard this walk evaluated, as `(guarded task,
+    /// Branch outcomes (`docs/conditional-branches.md`): every guard this walk evaluated, as `(guarded task,
     /// taken)`: `taken` is true when the guard passed and the task ran, false when it failed
     /// and the task was skipped. A guard is evaluated when its task is otherwise ready to
     /// run, so a guard whose own dependency was skipped (or, under `join: all`, whose task

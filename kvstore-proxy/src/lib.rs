@@ -1,6 +1,6 @@
 //! # rukong-kvstore-proxy
 //!
-//! The KV-store proxy (DESIGN §2, §4.6): large objects, and large fan-outs. An executor
+//! The KV-store proxy (`docs/architecture.md`): large objects, and large fan-outs. An executor
 //! that finishes a task with out-degree ≥ F hands the whole fan-out here; the proxy records
 //! the parent's arrival at every fan-in child in one batch and enqueues the ready children
 //! in batched invocations, so a fan-out of 100,000 costs a handful of store calls, not

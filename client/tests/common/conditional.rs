@@ -1,4 +1,4 @@
-//! Conditional-branch DAGs (DESIGN §8) with their expected outcomes, shared by the embedded
+//! Conditional-branch DAGs (`docs/conditional-branches.md`) with their expected outcomes, shared by the embedded
 //! (`tests/conditional.rs`) and cluster (`tests/cluster.rs`) tests. Every task that must be
 //! skipped calls `fail`: if it ran, the job would fail.
 

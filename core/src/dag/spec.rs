@@ -1,4 +1,4 @@
-//! The DAG file as users write it (DESIGN §3), in YAML or JSON.
+//! The DAG file as users write it (`docs/dag-format.md`), in YAML or JSON.
 
 use crate::error::DagError;
 use crate::ids::TaskId;
@@ -56,7 +56,7 @@ pub struct Resources {
     pub gpu: u32,
 }
 
-/// Run only when `dep`'s output equals `equals` (DESIGN §8), by [`values_equal`]. `dep`
+/// Run only when `dep`'s output equals `equals` (`docs/conditional-branches.md`), by [`values_equal`]. `dep`
 /// must be one of the task's dependencies.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +72,7 @@ impl Guard {
     }
 }
 
-/// How a task treats skipped dependencies (DESIGN §8).
+/// How a task treats skipped dependencies (`docs/conditional-branches.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Join {
@@ -115,7 +115,7 @@ fn int_equals_float(i: i64, f: f64) -> bool {
     f.is_finite() && f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f) && f as i64 == i
 }
 
-/// The two file formats of DESIGN §3.
+/// The two file formats of `docs/dag-format.md`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DagFormat {
     Json,

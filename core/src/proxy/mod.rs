@@ -1,4 +1,4 @@
-//! The KV-store proxy's interface (DESIGN §2, §4.6). The executor calls the proxy only
+//! The KV-store proxy's interface (`docs/architecture.md`). The executor calls the proxy only
 //! through [`Proxy`]; embedded mode implements it in-process, cluster mode over TCP.
 //!
 //! - [`wire`]: the TCP protocol (framing, handshake, messages), shared by server and client.

@@ -1,4 +1,4 @@
-//! Store contracts (DESIGN §5). Two implementations of each: [`memory::MemoryStore`]
+//! Store contracts (`docs/architecture.md`). Two implementations of each: [`memory::MemoryStore`]
 //! (embedded mode) and Redis (cluster mode). [`conformance`] is the one suite that both must
 //! pass.
 //!
@@ -36,7 +36,7 @@ pub struct ArrivalReq {
     pub needed: u32,
 }
 
-/// An arrival that says whether its parent ran or was skipped (DESIGN §8): a skipped
+/// An arrival that says whether its parent ran or was skipped (`docs/conditional-branches.md`): a skipped
 /// parent arrives too, so that its fan-in children are never left waiting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlaggedArrival {
@@ -125,7 +125,7 @@ pub trait FanInStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 
     /// As [`FanInStore::record_arrivals`], where each arrival says whether its parent was
-    /// skipped (DESIGN §8). The record also counts the distinct skipped parents, in the same
+    /// skipped (`docs/conditional-branches.md`). The record also counts the distinct skipped parents, in the same
     /// atomic step and just as idempotently (a parent's skip counts once, with its first
     /// arrival), so the arrival that completes the set can decide whether the child runs.
     fn record_flagged_arrivals(
@@ -314,7 +314,7 @@ pub trait ProfileStore: Send + Sync + 'static {
     fn get_profile(&self, dag_name: &str) -> impl Future<Output = StoreResult<DagProfile>> + Send;
 }
 
-/// What an executor registers about itself (DESIGN §2): enough for the engine to admit
+/// What an executor registers about itself (`docs/architecture.md`): enough for the engine to admit
 /// jobs (functions, GPUs) and size batches (slots).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutorInfo {

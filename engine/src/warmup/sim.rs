@@ -2,7 +2,7 @@
 //! no threads, no clock.
 //!
 //! The world: each function has a real exec time and cold start ([`SimFn`]); each branch
-//! point's output is given ([`SimSpec::outputs`]), so guards hold or fail as in DESIGN §8.
+//! point's output is given ([`SimSpec::outputs`]), so guards hold or fail as in `docs/conditional-branches.md`
 //! Executors start cold. A task triggered at `T` takes an idle warm instance of its
 //! function (ready by `T`), else the instance that will be ready soonest (a hint still
 //! warming: a partial cold start), else provisions one itself (a full cold start,

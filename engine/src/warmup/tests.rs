@@ -369,13 +369,20 @@ fn a_hint_that_expires_before_use_is_wasted() {
 
 #[test]
 fn the_engine_runs_every_mode_but_oracle() {
-    for mode in [WarmupMode::Reactive, WarmupMode::Speculative, WarmupMode::Jit] {
+    for mode in [
+        WarmupMode::Reactive,
+        WarmupMode::Speculative,
+        WarmupMode::Jit,
+    ] {
         assert_eq!(mode.for_engine(), Ok(mode));
         assert_eq!(WarmupMode::parse_for_engine(mode.as_str()), Ok(mode));
     }
     assert_eq!(WarmupMode::Oracle.for_engine(), Err(OracleOutsideSimulator));
     let e = WarmupMode::parse_for_engine("oracle").unwrap_err();
-    assert!(e.contains("only in the simulator") && e.contains("jit"), "{e}");
+    assert!(
+        e.contains("only in the simulator") && e.contains("jit"),
+        "{e}"
+    );
     // The simulator still parses it, and unknown names keep their own error.
     assert_eq!("oracle".parse::<WarmupMode>(), Ok(WarmupMode::Oracle));
     let e = WarmupMode::parse_for_engine("psychic").unwrap_err();

@@ -1,4 +1,4 @@
-//! Devices that functions run on (DESIGN §6): one [`Device`] trait, three implementations.
+//! Devices that functions run on (`docs/warmup.md`): one [`Device`] trait, three implementations.
 //!
 //! - [`Cpu`]: host memory; GPU built-ins run their CPU reference path.
 //! - `Cuda` (feature `cuda`): a real GPU through cudarc (context, stream, NVRTC modules,

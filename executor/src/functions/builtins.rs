@@ -1,4 +1,4 @@
-//! The built-in functions (DESIGN §3).
+//! The built-in functions (`docs/dag-format.md`).
 //!
 //! Every built-in gets `inputs` = the task's dependency outputs in order, then its args.
 //! Input positions in error messages are 1-based.

@@ -1,4 +1,4 @@
-//! Functions and the registry that names them (DESIGN §6).
+//! Functions and the registry that names them (`docs/warmup.md`).
 //!
 //! A function has an optional `init` that builds warm state (timed as a cold start the
 //! first time a slot needs it) and a `call` on that state. Light functions run inline on the
@@ -145,7 +145,7 @@ impl Registry {
         Self::default()
     }
 
-    /// Every built-in of DESIGN §3.
+    /// Every built-in of `docs/dag-format.md`
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         builtins::register_all(&mut r);

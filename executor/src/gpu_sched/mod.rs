@@ -1,4 +1,4 @@
-//! GPU scheduling policies (issue "[4/5] GPU-capable executors"; DESIGN §6, research notes
+//! GPU scheduling policies (issue "[4/5] GPU-capable executors"; `docs/warmup.md`, research notes
 //! `gpu-speculation.md` §4): one config switch, [`GpuPolicy`], selects how a GPU slot orders
 //! the invocations it has pulled, and [`sim`] measures each policy on a seeded workload.
 //!

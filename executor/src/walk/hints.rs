@@ -41,7 +41,7 @@ pub(super) async fn warm_function(
     }
 }
 
-/// A warm-up hint (DESIGN §6): build each named function's warm state now, unless it is
+/// A warm-up hint (`docs/warmup.md`): build each named function's warm state now, unless it is
 /// warm already; on a device, drop it again at the hint's TTL if no task used it. A release
 /// drops the named warm states that no task has used. Both report in the job's stats.
 /// Unknown names and failing `init`s are logged and skipped: a hint is advice, never a

@@ -404,8 +404,13 @@ fn main() -> ExitCode {
                 && !common.insecure
                 && std::env::var_os("RUKONG_TOKEN").is_none()
             {
-                // A private cluster gets a fresh token that only its processes know.
-                o.push(("token", random_token()));
+                // A private cluster gets a fresh token, said once so that you can submit.
+                let token = random_token();
+                eprintln!(
+                    "rukong up: no token given; this cluster's token is {token} \
+                     (export RUKONG_TOKEN={token} where you submit)"
+                );
+                o.push(("token", token));
             }
             serve_with(&common, o, move |s| Box::pin(up::up(args, s)))
         }

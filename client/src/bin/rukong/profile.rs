@@ -1,4 +1,4 @@
-//! `rukong profile show DAGNAME`: the profiles that executors keep per DAG name (DESIGN §5),
+//! `rukong profile show DAGNAME`: the profiles that executors keep per DAG name (`docs/architecture.md`),
 //! read from the cluster's Redis (`rk:profile:<dag>`). Embedded runs keep profiles in
 //! memory only, so there is nothing to show for them after the process exits.
 

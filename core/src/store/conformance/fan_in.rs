@@ -97,7 +97,7 @@ pub async fn fan_in_retry_repeats_every_answer<S: Store>(s: &S) {
     s.delete_job(&job).await.unwrap();
 }
 
-/// A plan with a guard (so that parents may arrive skipped, DESIGN §8): `g` guards the
+/// A plan with a guard (so that parents may arrive skipped, `docs/conditional-branches.md`): `g` guards the
 /// 2-way fan-in `c` (deps `a`, `g`) and the 70-way fan-in `w`.
 pub fn conditional_plan(job: &str) -> Arc<JobPlan> {
     let plan = plan_with_wide_fan_in(
@@ -116,7 +116,7 @@ fn flagged(plan: &JobPlan, child: &str, parent: &str, skipped: bool) -> FlaggedA
 }
 
 /// Skipped parents arrive too; the record counts them once each, and the arrival that
-/// completes the set sees how many were skipped (DESIGN §8).
+/// completes the set sees how many were skipped (`docs/conditional-branches.md`).
 pub async fn fan_in_counts_skipped_parents<S: Store>(s: &S) {
     use crate::dag::Join;
     let plan = conditional_plan(&unique_job("skips"));

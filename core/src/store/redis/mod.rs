@@ -1,4 +1,4 @@
-//! The Redis implementation of every store trait (cluster mode, DESIGN §5). It passes the
+//! The Redis implementation of every store trait (cluster mode, `docs/architecture.md`). It passes the
 //! same [conformance suite](crate::store::conformance) as the in-memory store.
 //!
 //! ## Keys

@@ -161,7 +161,7 @@ end
     level_tail!()
 );
 
-/// As `FAN_IN`, for arrivals that say whether their parent was skipped (DESIGN §8).
+/// As `FAN_IN`, for arrivals that say whether their parent was skipped (`docs/conditional-branches.md`).
 /// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, n, n groups
 /// (task, payload, k, k reader positions), then (bit offset, child, skipped 0/1, needed)
 /// quads. A first-time skipped arrival also increments field `s<child>` of the counters
