@@ -3,20 +3,11 @@
 
 mod common;
 
+use common::{rukong, text};
+
 use common::{data, repo};
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn rukong(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rukong"))
-        .args(args)
-        .output()
-        .expect("rukong runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn run_json_prints_one_object_with_job_outputs_and_stats() {

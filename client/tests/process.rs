@@ -3,26 +3,16 @@
 
 mod common;
 
+use common::{rukong, text};
+
 use common::repo;
 use rukong_client::{DagSpec, Local, LocalConfig};
 use rukong_core::Value;
 use rukong_core::messages::JobState;
 use rukong_executor::functions::builtins::process::AllowList;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const PIPELINE: [&str; 5] = ["tr", "sort", "uniq", "wc", "cat"];
-
-fn rukong(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rukong"))
-        .args(args)
-        .output()
-        .expect("rukong runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn example() -> String {
     repo("examples/process-pipeline.yaml")

@@ -4,6 +4,19 @@
 use rukong_client::{DagSpec, Local, LocalConfig};
 use std::path::PathBuf;
 
+/// Runs the `rukong` binary of this build with `args`.
+pub fn rukong(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rukong"))
+        .args(args)
+        .output()
+        .expect("rukong runs")
+}
+
+/// Bytes as text, lossily.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// A path relative to the workspace root.
 pub fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
