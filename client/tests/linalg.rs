@@ -437,3 +437,42 @@ fn bench_linalg_vs_single_node() {
         }
     }
 }
+
+/// By hand: how much the store holds over a streaming GEMM's run (its peak, sampled), to
+/// tell stored outputs from other memory in the process's peak RSS.
+/// `cargo test --release -p rukong-client --test linalg -- --ignored --nocapture held_over_time`
+#[test]
+#[ignore]
+fn held_over_time() {
+    let n: usize = std::env::var("RUKONG_GEMM_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048);
+    let local = local();
+    local.block_on(async {
+        let engine = local.engine();
+        let job = engine.submit(lw::gemm_streaming(n, 128)).await.unwrap();
+        let store = local.store().clone();
+        let j = job.clone();
+        let sampler = tokio::spawn(async move {
+            let mut peak = 0;
+            while let Ok(h) = store.held_bytes(&j) {
+                peak = peak.max(h);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        });
+        let r = engine
+            .wait(&job, Instant::now(), Some(Duration::from_secs(600)), |_| {})
+            .await
+            .unwrap();
+        succeeded(&r.state);
+        engine.release(&job).await.unwrap();
+        let peak = sampler.await.unwrap();
+        eprintln!(
+            "gemm-streaming n={n}: the store held at most {:.1} MiB; inputs + output are {:.1} MiB",
+            peak as f64 / (1 << 20) as f64,
+            (3 * n * n * 8) as f64 / (1 << 20) as f64
+        );
+    });
+}
