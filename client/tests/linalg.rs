@@ -442,7 +442,7 @@ fn bench_linalg_vs_single_node() {
 /// tell stored outputs from other memory in the process's peak RSS.
 /// `cargo test --release -p rukong-client --test linalg -- --ignored --nocapture held_over_time`
 #[test]
-#[ignore]
+#[ignore = "by hand: a release-build measurement that prints what the store holds, no assertion"]
 fn held_over_time() {
     let n: usize = std::env::var("RUKONG_GEMM_N")
         .ok()

@@ -25,6 +25,19 @@ impl ObjectKey {
     pub fn for_output(job: &JobId, task: TaskIdx) -> Self {
         Self(format!("{}obj:{}", job_prefix(job), task.0))
     }
+    /// Whether this is [`ObjectKey::for_output`]`(job, task)`, without building that key.
+    pub fn is_output_of(&self, job: &JobId, task: TaskIdx) -> bool {
+        self.0
+            .strip_prefix("rk:{")
+            .and_then(|k| k.strip_prefix(job.as_str()))
+            .and_then(|k| k.strip_prefix("}:obj:"))
+            .is_some_and(|n| {
+                // Exactly the decimal form `for_output` writes: digits, no leading zero.
+                n.bytes().all(|b| b.is_ascii_digit())
+                    && (n.len() == 1 || !n.starts_with('0'))
+                    && n.parse::<u32>() == Ok(task.0)
+            })
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -141,8 +154,8 @@ pub struct WalkStats {
     /// GPU tasks that ran as part of a bundle (one `call_batch` for several invocations).
     #[serde(default)]
     pub bundled: u32,
-    /// Tasks skipped (`docs/conditional-branches.md`): a guard failed, or their dependencies were skipped. They
-    /// are not counted in `tasks`.
+    /// Tasks skipped (`docs/conditional-branches.md`): a guard failed, or their dependencies were
+    /// skipped. They are not counted in `tasks`.
     #[serde(default)]
     pub skipped: u64,
     /// Warm-up hints the engine sent for this job.
@@ -246,8 +259,8 @@ pub struct Span {
     pub bytes: u64,
 }
 
-/// A per-job event (`docs/architecture.md`). The stream is durable and read by cursor; the engine and
-/// clients never rely on a notification alone.
+/// A per-job event (`docs/architecture.md`). The stream is durable and read by cursor; the engine
+/// and clients never rely on a notification alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A task finished that is a sink or a requested output. `payload` is present for
@@ -257,8 +270,8 @@ pub enum Event {
         sink: bool,
         payload: Option<Payload>,
     },
-    /// A task was skipped (`docs/conditional-branches.md`) that is a sink or a requested output: it counts as
-    /// finished, and a requested output is reported as skipped. Duplicates are harmless.
+    /// A task was skipped (`docs/conditional-branches.md`) that is a sink or a requested output: it
+    /// counts as finished, and a requested output is reported as skipped. Duplicates are harmless.
     TaskSkipped { task: TaskIdx, sink: bool },
     /// A task failed for good (after its retries).
     TaskFailed {
@@ -269,8 +282,8 @@ pub enum Event {
     },
     /// One invocation's work, for progress and stats.
     Progress(WalkStats),
-    /// Guards evaluated (`docs/conditional-branches.md`): `(guarded task, whether it passed)`, so that the
-    /// engine can re-plan warm-ups when a branch goes against the prediction.
+    /// Guards evaluated (`docs/conditional-branches.md`): `(guarded task, whether it passed)`, so
+    /// that the engine can re-plan warm-ups when a branch goes against the prediction.
     Branches { outcomes: Vec<(TaskIdx, bool)> },
     /// The spans one slot ran (traced jobs only).
     Trace { slot: String, spans: Vec<Span> },
@@ -288,5 +301,30 @@ pub enum JobState {
 impl JobState {
     pub fn is_finished(&self) -> bool {
         !matches!(self, JobState::Running)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_key_is_recognised_exactly() {
+        let job = JobId::new("j1");
+        let key = ObjectKey::for_output(&job, TaskIdx(42));
+        assert!(key.is_output_of(&job, TaskIdx(42)));
+        assert!(!key.is_output_of(&job, TaskIdx(4)));
+        assert!(!key.is_output_of(&JobId::new("j2"), TaskIdx(42)));
+        for other in [
+            "rk:{j1}:obj:042",
+            "rk:{j1}:obj:+42",
+            "rk:{j1}:obj:42x",
+            "rk:{j1}:attempt:42",
+        ] {
+            assert!(
+                !ObjectKey::new(other).is_output_of(&job, TaskIdx(42)),
+                "{other}"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The frontier walk: an invocation's schedule walked level by level, so that store
-//! traffic is batched per level, not per task (`docs/architecture.md`: about one pipelined batch per
-//! step of an invocation).
+//! traffic is batched per level, not per task (`docs/architecture.md`: about one pipelined batch
+//! per step of an invocation).
 //!
 //! A frontier is every task of the invocation that is ready to run now. One step:
 //! 1. **inputs**: the dependencies no task has in hand are read in one batch;
@@ -14,8 +14,8 @@
 //! The next frontier holds the children this slot continues into: chains (the value never
 //! leaves memory), fan-ins whose last parent arrived here, and each fan-out's become child.
 //!
-//! **Conditional branches** (`docs/conditional-branches.md`). A task is *skipped* when its guard fails, when
-//! (`join: all`, the default) any dependency was skipped, or when (`join: any`) every
+//! **Conditional branches** (`docs/conditional-branches.md`). A task is *skipped* when its guard
+//! fails, when (`join: all`, the default) any dependency was skipped, or when (`join: any`) every
 //! dependency was skipped. A skipped task runs nothing and has no output, but it walks on
 //! like a completed one so that nothing waits for it forever:
 //! - its chain and single-dependency children are skipped in-process (they run nothing);
@@ -37,7 +37,7 @@
 
 use crate::walk::{BackendError, WalkError, Walker};
 use rukong_core::dag::Join;
-use rukong_core::messages::{Event, KnownInput, ObjectKey, Payload, Start};
+use rukong_core::messages::{Event, KnownInput, Payload, Start};
 use rukong_core::proxy::{FanOutRequest, Proxy};
 use rukong_core::step::{self, Finished, Next};
 use rukong_core::store::{LevelWrite, Release, Store};
@@ -52,9 +52,9 @@ pub(crate) struct Item {
     pub skipped: Vec<TaskIdx>,
     /// Already known to be skipped: it reads nothing and runs nothing.
     pub skip: bool,
-    /// Dependencies whose output this task reads from a stored object: released when the
-    /// walk ends well ([`rukong_core::store::ObjectStore::release_outputs`]).
-    pub objects: Vec<TaskIdx>,
+    /// Dependencies whose stored output this task releases when the walk ends well
+    /// ([`rukong_core::store::ObjectStore::release_outputs`], see [`Walker::releasable`]).
+    pub releases: Vec<TaskIdx>,
 }
 
 impl Item {
@@ -65,7 +65,7 @@ impl Item {
             known: vec![(from, out)],
             skipped: Vec::new(),
             skip: false,
-            objects: Vec::new(),
+            releases: Vec::new(),
         }
     }
 
@@ -78,7 +78,7 @@ impl Item {
                 known: Vec::new(),
                 skipped: vec![from],
                 skip: false,
-                objects: Vec::new(),
+                releases: Vec::new(),
             },
         }
     }
@@ -90,7 +90,7 @@ impl Item {
             known: Vec::new(),
             skipped: Vec::new(),
             skip: true,
-            objects: Vec::new(),
+            releases: Vec::new(),
         }
     }
 }
@@ -111,7 +111,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             }
             let mut known = Vec::with_capacity(s.inputs.len().max(1));
             let mut skipped = Vec::new();
-            let mut objects = Vec::new();
+            let mut releases = Vec::new();
             let mut released = false;
             for KnownInput { from, payload } in s.inputs {
                 if payload.is_skipped() {
@@ -122,7 +122,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 match self.resolve(s.task, from, payload).await? {
                     Some(v) => {
                         if self.releasable(from, object, &v) {
-                            objects.push(from);
+                            releases.push(from);
                         }
                         known.push((from, v));
                     }
@@ -140,7 +140,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 known,
                 skipped,
                 skip: false,
-                objects,
+                releases,
             });
         }
         while !frontier.is_empty() {
@@ -184,24 +184,21 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         Ok(())
     }
 
-    /// The releases a handled item owes: one per dependency it read from a stored object
-    /// that is not a job output (those stay for the engine).
+    /// The releases a handled item owes, released when the walk ends well.
     fn note_reads(&mut self, item: &Item) {
         let dag = &self.plan.dag;
-        for &d in &item.objects {
-            if !dag.is_output(d) {
-                self.releases.push(Release {
-                    producer: d,
-                    reader: item.task,
-                    readers: dag.children(d).len() as u32,
-                });
-            }
+        for &d in &item.releases {
+            self.releases.push(Release {
+                producer: d,
+                reader: item.task,
+                readers: dag.children(d).len() as u32,
+            });
         }
     }
 
     /// Whether `payload` is `from`'s output stored as an object.
     fn is_output_object(&self, from: TaskIdx, payload: &Payload) -> bool {
-        matches!(payload, Payload::Object(k) if *k == ObjectKey::for_output(&self.plan.job, from))
+        matches!(payload, Payload::Object(k) if k.is_output_of(&self.plan.job, from))
     }
 
     /// Whether the readers of `from`'s output `value` release it when done: when it is a
@@ -215,6 +212,10 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         }
         if object {
             return true;
+        }
+        // An inline value is at most the inline limit (larger ones travel as objects).
+        if self.plan.config.inline_limit < RELEASE_MIN_BYTES {
+            return false;
         }
         let only_chain = matches!(dag.children(from), [c] if dag.needed(c.task) == 1);
         !only_chain && value.approx_size() >= RELEASE_MIN_BYTES
@@ -241,9 +242,9 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         let mut fetched: HashMap<TaskIdx, Value> = HashMap::new();
         // Dependencies read back as skip markers (sorted).
         let mut fetched_skips: Vec<TaskIdx> = Vec::new();
-        // Dependencies read from stored objects, and those already released (both sorted,
-        // as `missing` is).
-        let mut fetched_objects: Vec<TaskIdx> = Vec::new();
+        // Dependencies read from the store that their readers release, and those already
+        // released (both sorted, as `missing` is).
+        let mut fetched_releasable: Vec<TaskIdx> = Vec::new();
         let mut fetched_released: Vec<TaskIdx> = Vec::new();
         if !missing.is_empty() {
             missing.sort_unstable();
@@ -277,7 +278,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 match v {
                     Some(v) => {
                         if self.releasable(d, object, &v) {
-                            fetched_objects.push(d);
+                            fetched_releasable.push(d);
                         }
                         fetched.insert(d, v);
                     }
@@ -304,13 +305,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 all.push(Gathered::Duplicate);
                 continue;
             }
-            if !fetched_objects.is_empty() {
+            if !fetched_releasable.is_empty() {
                 for d in deps {
-                    if fetched_objects.binary_search(d).is_ok()
+                    if fetched_releasable.binary_search(d).is_ok()
                         && !in_hand(d)
-                        && !item.objects.contains(d)
+                        && !item.releases.contains(d)
                     {
-                        item.objects.push(*d);
+                        item.releases.push(*d);
                     }
                 }
             }
@@ -544,7 +545,7 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                             let release = self.releasable(from, object, &v);
                             let mut item = Item::with(task, from, v);
                             if release {
-                                item.objects.push(from);
+                                item.releases.push(from);
                             }
                             item
                         }

@@ -412,11 +412,11 @@ impl ObjectStore for MemoryStore {
             }
         }
         let mut freed = 0;
+        let mut objects = lock(&self.inner.objects);
         for producer in full {
             let key = ObjectKey::for_output(job, producer);
             // The cell now points at the tombstone, so a reader of it learns the same.
             let cell = lock(&entry.outputs[producer.get()]).replace(Payload::Object(key.clone()));
-            let mut objects = lock(&self.inner.objects);
             let had = objects.insert(key, Bytes::new());
             if had.is_some_and(|v| !super::is_tombstone(&v)) || cell.is_some() {
                 freed += 1;
