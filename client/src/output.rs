@@ -1,8 +1,8 @@
 //! The CLI's output contract (`docs/dag-format.md`): one JSON object
 //! `{"job": id, "outputs": {task: value}, "skipped": [task], "stats": {...}}`; bytes render
-//! as `{"bytes": N, "sha256": hex}`. A skipped output (`docs/conditional-branches.md`) has no value: it is not in
-//! `outputs` but in `skipped` (always present, often empty), and the plain text form prints
-//! it as `task: (skipped)`.
+//! as `{"bytes": N, "sha256": hex}`. A skipped output (`docs/conditional-branches.md`) has no
+//! value: it is not in `outputs` but in `skipped` (always present, often empty), and the plain text
+//! form prints it as `task: (skipped)`.
 
 use rukong_core::messages::JobState;
 use rukong_engine::JobReport;

@@ -601,9 +601,9 @@ fn gpu_tasks_run_on_a_gpu_executor_in_cluster_mode() {
     );
 }
 
-/// Conditional branches (`docs/conditional-branches.md`) in cluster mode: the same shapes as the embedded tests,
-/// across executor processes and Redis (flagged arrivals in the fan-in script, skip markers
-/// in the outputs hash, proxy-handled fan-outs of skipped parents); skipped outputs come
+/// Conditional branches (`docs/conditional-branches.md`) in cluster mode: the same shapes as the
+/// embedded tests, across executor processes and Redis (flagged arrivals in the fan-in script, skip
+/// markers in the outputs hash, proxy-handled fan-outs of skipped parents); skipped outputs come
 /// back from `GET /jobs/{id}/outputs` and print as `(skipped)`.
 #[test]
 fn the_cluster_propagates_skips_through_every_shape() {

@@ -1,5 +1,5 @@
-//! Conditional branches (`docs/conditional-branches.md`) in embedded mode: skip propagation through chains,
-//! fan-outs (in-process and proxy-handled), fan-ins (`join: all` / `join: any`), skipped
+//! Conditional branches (`docs/conditional-branches.md`) in embedded mode: skip propagation through
+//! chains, fan-outs (in-process and proxy-handled), fan-ins (`join: all` / `join: any`), skipped
 //! outputs in the report and the CLI JSON, and branch outcomes in the profile.
 
 mod common;

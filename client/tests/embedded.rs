@@ -77,7 +77,8 @@ fn generated_workloads_match_their_closed_forms_at_scale() {
     }
 }
 
-/// `docs/dag-format.md` conformance vectors: random DAGs over the built-ins with expected sink outputs.
+/// `docs/dag-format.md` conformance vectors: random DAGs over the built-ins with expected sink
+/// outputs.
 #[test]
 fn conformance_vectors_match_expected_outputs() {
     let local = local(2, 64 * 1024);
@@ -104,8 +105,8 @@ fn conformance_vectors_match_expected_outputs() {
     }
 }
 
-/// random-104 sums strings (`add("βeta", 21)`), which `docs/dag-format.md` does not define: `add` sums
-/// numbers. rukong fails such a task with a clear error. (The vector's expected file counts
+/// random-104 sums strings (`add("βeta", 21)`), which `docs/dag-format.md` does not define: `add`
+/// sums numbers. rukong fails such a task with a clear error. (The vector's expected file counts
 /// a string as its length, and also expects `identity(identity(identity("βeta")))` to be 4,
 /// which contradicts `identity` under any reading; see the README's conformance notes.)
 #[test]

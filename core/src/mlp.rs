@@ -1,5 +1,6 @@
-//! The most-likely-path (MLP) predictor (Xanadu, `docs/warmup.md` and `docs/conditional-branches.md`): a pure function of the
-//! DAG, its [`DagProfile`] and the branch outcomes seen so far.
+//! The most-likely-path (MLP) predictor (Xanadu, `docs/warmup.md` and
+//! `docs/conditional-branches.md`): a pure function of the DAG, its [`DagProfile`] and the branch
+//! outcomes seen so far.
 //!
 //! ## Model
 //! A **branch point** is a task `d` with guarded children (`guard: {dep: d, equals: v}`).
@@ -16,9 +17,9 @@
 //! branch point is uniform.
 //!
 //! A **scenario** fixes one outcome at every branch point that runs; it determines which
-//! tasks run (`docs/conditional-branches.md`: a failed guard skips the task, skipping propagates, `join: any`
-//! runs when at least one dependency ran). Its probability is the product of its outcomes'
-//! probabilities. The **MLP** is the scenario of maximum probability, found exactly by a
+//! tasks run (`docs/conditional-branches.md`: a failed guard skips the task, skipping propagates,
+//! `join: any` runs when at least one dependency ran). Its probability is the product of its
+//! outcomes' probabilities. The **MLP** is the scenario of maximum probability, found exactly by a
 //! best-first search over branch points in topological order (probabilities only shrink as
 //! outcomes are fixed, so the first complete scenario popped is optimal), bounded by
 //! `max_expansions` (then the best partial scenario is completed greedily).

@@ -1,7 +1,7 @@
-//! Profiles kept across jobs (`docs/architecture.md`), per DAG name: per function, compact log-scale
-//! histograms of exec and cold-start times and of output sizes; per conditional edge (a task
-//! with a `guard`, `docs/conditional-branches.md`), how often its guard held (taken) or not (not taken) when its
-//! dependency completed.
+//! Profiles kept across jobs (`docs/architecture.md`), per DAG name: per function, compact
+//! log-scale histograms of exec and cold-start times and of output sizes; per conditional edge (a
+//! task with a `guard`, `docs/conditional-branches.md`), how often its guard held (taken) or not
+//! (not taken) when its dependency completed.
 
 use crate::dag::Dag;
 use crate::ids::TaskIdx;

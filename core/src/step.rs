@@ -1,6 +1,7 @@
-//! The walk's one decision, as pure functions (`docs/architecture.md` and `docs/conditional-branches.md`): what a slot does
-//! after a step of tasks finished, and what the proxy does with a fan-out handed to it.
-//! Executors and the proxy both call these; all I/O happens around them.
+//! The walk's one decision, as pure functions (`docs/architecture.md` and
+//! `docs/conditional-branches.md`): what a slot does after a step of tasks finished, and what the
+//! proxy does with a fan-out handed to it. Executors and the proxy both call these; all I/O happens
+//! around them.
 //!
 //! A step has two phases, split by the one store call whose answer matters:
 //! 1. [`plan_step`] takes the tasks that just finished (ran, or were skipped) and says what

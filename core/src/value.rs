@@ -77,8 +77,8 @@ impl Value {
         }
     }
 
-    /// The JSON form the CLI prints (`docs/dag-format.md`): bytes render as `{"bytes": N, "sha256": hex}`;
-    /// non-finite floats render as `null`.
+    /// The JSON form the CLI prints (`docs/dag-format.md`): bytes render as `{"bytes": N, "sha256":
+    /// hex}`; non-finite floats render as `null`.
     pub fn to_output_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {

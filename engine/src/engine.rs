@@ -99,8 +99,8 @@ pub struct JobReport {
     /// Requested outputs in the DAG's order (when the job succeeded: all of them except the
     /// skipped ones).
     pub outputs: Vec<(TaskId, Value)>,
-    /// Requested outputs that were skipped (`docs/conditional-branches.md`: a guard failed, or their
-    /// dependencies were skipped), in the DAG's order. They have no value; together with
+    /// Requested outputs that were skipped (`docs/conditional-branches.md`: a guard failed, or
+    /// their dependencies were skipped), in the DAG's order. They have no value; together with
     /// `outputs` they cover every requested output of a succeeded job.
     pub skipped: Vec<TaskId>,
     pub tasks: u64,

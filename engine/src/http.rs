@@ -311,7 +311,8 @@ async fn outputs<S: Store, P: Proxy>(
         .iter()
         .filter_map(|(id, v)| Some((id.to_string(), v.as_ref()?.to_output_json())))
         .collect();
-    // Skipped outputs (`docs/conditional-branches.md`) have no value: they are listed apart, as in the CLI.
+    // Skipped outputs (`docs/conditional-branches.md`) have no value: they are listed apart, as in
+    // the CLI.
     let skipped: Vec<&str> = outs
         .iter()
         .filter(|(_, v)| v.is_none())

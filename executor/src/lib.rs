@@ -1,8 +1,8 @@
 //! # rukong-executor
 //!
-//! The data plane (`docs/architecture.md`). An executor hosts slot actors (actix) that pull invocations
-//! and walk static schedules, deciding chains, fan-outs and fan-ins locally. No scheduler
-//! sits on the hot path: slots coordinate only through the store.
+//! The data plane (`docs/architecture.md`). An executor hosts slot actors (actix) that pull
+//! invocations and walk static schedules, deciding chains, fan-outs and fan-ins locally. No
+//! scheduler sits on the hot path: slots coordinate only through the store.
 //!
 //! ## Layout
 //! - [`functions`]: the [`Function`](functions::Function) trait, the

@@ -190,9 +190,9 @@ pub(crate) struct Walker<'a, S, P> {
     /// Per DAG function: what this invocation measured.
     profile: Vec<FnProfile>,
     pub(crate) events: Vec<Event>,
-    /// Branch outcomes (`docs/conditional-branches.md`): every guard this walk evaluated, as `(guarded task,
-    /// taken)`: `taken` is true when the guard passed and the task ran, false when it failed
-    /// and the task was skipped. A guard is evaluated when its task is otherwise ready to
+    /// Branch outcomes (`docs/conditional-branches.md`): every guard this walk evaluated, as
+    /// `(guarded task, taken)`: `taken` is true when the guard passed and the task ran, false when
+    /// it failed and the task was skipped. A guard is evaluated when its task is otherwise ready to
     /// run, so a guard whose own dependency was skipped (or, under `join: all`, whose task
     /// another skipped dependency skipped first) is not listed. [`Walker::flush`] merges them
     /// into the DAG's profile ([`DagProfile::record_branches`]).

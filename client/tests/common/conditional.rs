@@ -1,6 +1,6 @@
-//! Conditional-branch DAGs (`docs/conditional-branches.md`) with their expected outcomes, shared by the embedded
-//! (`tests/conditional.rs`) and cluster (`tests/cluster.rs`) tests. Every task that must be
-//! skipped calls `fail`: if it ran, the job would fail.
+//! Conditional-branch DAGs (`docs/conditional-branches.md`) with their expected outcomes, shared by
+//! the embedded (`tests/conditional.rs`) and cluster (`tests/cluster.rs`) tests. Every task that
+//! must be skipped calls `fail`: if it ran, the job would fail.
 
 use serde_json::{Value as J, json};
 

@@ -148,8 +148,9 @@ impl Dag {
         }
         self.extras.get(&t.0)
     }
-    /// Whether some task has a guard: only then can a task be skipped (`docs/conditional-branches.md`). Every
-    /// skip-related path of the walk is behind this test, so unconditional DAGs pay nothing.
+    /// Whether some task has a guard: only then can a task be skipped
+    /// (`docs/conditional-branches.md`). Every skip-related path of the walk is behind this test,
+    /// so unconditional DAGs pay nothing.
     #[inline]
     pub fn has_guards(&self) -> bool {
         *self

@@ -56,8 +56,8 @@ pub struct Resources {
     pub gpu: u32,
 }
 
-/// Run only when `dep`'s output equals `equals` (`docs/conditional-branches.md`), by [`values_equal`]. `dep`
-/// must be one of the task's dependencies.
+/// Run only when `dep`'s output equals `equals` (`docs/conditional-branches.md`), by
+/// [`values_equal`]. `dep` must be one of the task's dependencies.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {

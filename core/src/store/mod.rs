@@ -36,8 +36,8 @@ pub struct ArrivalReq {
     pub needed: u32,
 }
 
-/// An arrival that says whether its parent ran or was skipped (`docs/conditional-branches.md`): a skipped
-/// parent arrives too, so that its fan-in children are never left waiting.
+/// An arrival that says whether its parent ran or was skipped (`docs/conditional-branches.md`): a
+/// skipped parent arrives too, so that its fan-in children are never left waiting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlaggedArrival {
     pub req: ArrivalReq,
@@ -125,9 +125,9 @@ pub trait FanInStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 
     /// As [`FanInStore::record_arrivals`], where each arrival says whether its parent was
-    /// skipped (`docs/conditional-branches.md`). The record also counts the distinct skipped parents, in the same
-    /// atomic step and just as idempotently (a parent's skip counts once, with its first
-    /// arrival), so the arrival that completes the set can decide whether the child runs.
+    /// skipped (`docs/conditional-branches.md`). The record also counts the distinct skipped
+    /// parents, in the same atomic step and just as idempotently (a parent's skip counts once, with
+    /// its first arrival), so the arrival that completes the set can decide whether the child runs.
     fn record_flagged_arrivals(
         &self,
         job: &JobId,

@@ -2,10 +2,10 @@
 //! no threads, no clock.
 //!
 //! The world: each function has a real exec time and cold start ([`SimFn`]); each branch
-//! point's output is given ([`SimSpec::outputs`]), so guards hold or fail as in `docs/conditional-branches.md`
-//! Executors start cold. A task triggered at `T` takes an idle warm instance of its
-//! function (ready by `T`), else the instance that will be ready soonest (a hint still
-//! warming: a partial cold start), else provisions one itself (a full cold start,
+//! point's output is given ([`SimSpec::outputs`]), so guards hold or fail as in
+//! `docs/conditional-branches.md` Executors start cold. A task triggered at `T` takes an idle warm
+//! instance of its function (ready by `T`), else the instance that will be ready soonest (a hint
+//! still warming: a partial cold start), else provisions one itself (a full cold start,
 //! reactive). An instance serves one task at a time, and stays warm `keep_alive` after each
 //! use; an instance from a hint that no task used is dropped at the hint's expiry, or when a
 //! re-plan releases it. The [`Planner`] sees what the engine would see (tasks triggered and

@@ -32,7 +32,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             tracing::warn!(%job, error = %e, "could not append events");
             return Err(e.into());
         }
-        // Branch outcomes (`docs/conditional-branches.md`) travel with the function timings, in one call.
+        // Branch outcomes (`docs/conditional-branches.md`) travel with the function timings, in one
+        // call.
         let mut profile: DagProfile = self
             .plan
             .dag

@@ -1,6 +1,6 @@
-//! `rukong profile show DAGNAME`: the profiles that executors keep per DAG name (`docs/architecture.md`),
-//! read from the cluster's Redis (`rk:profile:<dag>`). Embedded runs keep profiles in
-//! memory only, so there is nothing to show for them after the process exits.
+//! `rukong profile show DAGNAME`: the profiles that executors keep per DAG name
+//! (`docs/architecture.md`), read from the cluster's Redis (`rk:profile:<dag>`). Embedded runs keep
+//! profiles in memory only, so there is nothing to show for them after the process exits.
 
 use clap::Subcommand;
 use rukong_core::profile::{DagProfile, Histogram};

@@ -97,8 +97,8 @@ pub async fn fan_in_retry_repeats_every_answer<S: Store>(s: &S) {
     s.delete_job(&job).await.unwrap();
 }
 
-/// A plan with a guard (so that parents may arrive skipped, `docs/conditional-branches.md`): `g` guards the
-/// 2-way fan-in `c` (deps `a`, `g`) and the 70-way fan-in `w`.
+/// A plan with a guard (so that parents may arrive skipped, `docs/conditional-branches.md`): `g`
+/// guards the 2-way fan-in `c` (deps `a`, `g`) and the 70-way fan-in `w`.
 pub fn conditional_plan(job: &str) -> Arc<JobPlan> {
     let plan = plan_with_wide_fan_in(
         job,

@@ -6,9 +6,9 @@
 //! `rk:{job}:cnt`. A parent's bit is set once and counted only when it was clear, so a
 //! retried call (after a lost reply, say) never counts twice. The arrival that completes a
 //! child's set replaces its counter with `c<bit>` (the completer's bit), so that the
-//! completer's re-arrivals are answered `completes` again. Skipped parents (`docs/conditional-branches.md`)
-//! also count in field `s<child>` of the counters, in the same script and just as
-//! idempotently.
+//! completer's re-arrivals are answered `completes` again. Skipped parents
+//! (`docs/conditional-branches.md`) also count in field `s<child>` of the counters, in the same
+//! script and just as idempotently.
 
 use super::scripts::SCRIPTS;
 use super::{RedisStore, encode, job_key, jobs::check_task, reply};

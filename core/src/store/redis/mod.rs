@@ -1,5 +1,5 @@
-//! The Redis implementation of every store trait (cluster mode, `docs/architecture.md`). It passes the
-//! same [conformance suite](crate::store::conformance) as the in-memory store.
+//! The Redis implementation of every store trait (cluster mode, `docs/architecture.md`). It passes
+//! the same [conformance suite](crate::store::conformance) as the in-memory store.
 //!
 //! ## Keys
 //! Everything about a job lives under `rk:{<job>}:` ([`job_prefix`]); the braces are a

@@ -161,11 +161,11 @@ end
     level_tail!()
 );
 
-/// As `FAN_IN`, for arrivals that say whether their parent was skipped (`docs/conditional-branches.md`).
-/// KEYS: state, arrival bitmap, counters (hash), outputs (hash). ARGV: ttl ms, n, n groups
-/// (task, payload, k, k reader positions), then (bit offset, child, skipped 0/1, needed)
-/// quads. A first-time skipped arrival also increments field `s<child>` of the counters
-/// hash, before the count, in this one script: the skip counts once, exactly like the
+/// As `FAN_IN`, for arrivals that say whether their parent was skipped
+/// (`docs/conditional-branches.md`). KEYS: state, arrival bitmap, counters (hash), outputs (hash).
+/// ARGV: ttl ms, n, n groups (task, payload, k, k reader positions), then (bit offset, child,
+/// skipped 0/1, needed) quads. A first-time skipped arrival also increments field `s<child>` of the
+/// counters hash, before the count, in this one script: the skip counts once, exactly like the
 /// arrival. Outputs are written after the counts, as in `FAN_IN`. Returns (arrived,
 /// first_time, completer, skipped) quads; `skipped` is exact for every arrival of the
 /// completer (0 otherwise, a lower bound).

@@ -1,5 +1,5 @@
-//! Comparison and selection built-ins, for conditional branches (`docs/conditional-branches.md`): a guard
-//! compares one dependency's output with a constant, so these turn outputs into the values
+//! Comparison and selection built-ins, for conditional branches (`docs/conditional-branches.md`): a
+//! guard compares one dependency's output with a constant, so these turn outputs into the values
 //! that guards test (`lt`, `gt`, `eq`), pick fields (`get`), and combine the branches of a
 //! `join: any` task (`max_by`, which ignores the `null` of a skipped branch).
 //!
