@@ -255,3 +255,22 @@ fn a_fan_out_within_the_idle_slots_stays_in_the_process() {
     assert!(r.stats.kept_local <= 3, "{:?}", r.stats);
     assert!(r.stats.invocations_sent >= 1, "{:?}", r.stats);
 }
+
+/// A walk longer than the visibility timeout keeps its claim fresh: it is never taken for
+/// a dead one. With one delivery allowed, a reclaim would fail the job as a poison task.
+#[test]
+fn a_walk_longer_than_the_visibility_timeout_keeps_its_claim() {
+    let local = Local::start(LocalConfig {
+        slots: 2,
+        visibility_timeout: Some(std::time::Duration::from_millis(300)),
+        max_deliveries: 1,
+        ..LocalConfig::default()
+    })
+    .unwrap();
+    let mut b = JobBuilder::new("slow-walk");
+    b.task("a", "const").arg(7);
+    b.task("slow", "sleep").dep("a").arg(2_600);
+    let r = local.run(b.build()).unwrap();
+    assert!(matches!(r.state, JobState::Succeeded), "{:?}", r.state);
+    assert_eq!(r.output("slow"), Some(&Value::Int(7)));
+}

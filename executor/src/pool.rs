@@ -57,13 +57,15 @@ impl Pool {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Dequeues an item: kept children first. The item no longer holds a slot's place.
-    fn take(&self) -> Option<Work> {
+    /// Dequeues an item: kept children first, then (with `pulled`) pulled entries. The item
+    /// no longer holds a slot's place.
+    fn dequeue(&self, pulled: bool) -> Option<Work> {
         let work = {
             let mut q = self.queues();
             match q.kept.pop_front() {
                 Some((invocation, done)) => Some(Work::Kept { invocation, done }),
-                None => q.pulled.pop_front().map(Work::Pulled),
+                None if pulled => q.pulled.pop_front().map(Work::Pulled),
+                None => None,
             }
         };
         if work.is_some() {
@@ -72,17 +74,13 @@ impl Pool {
         work
     }
 
+    fn take(&self) -> Option<Work> {
+        self.dequeue(true)
+    }
+
     /// A kept child, if one waits (for a stopping slot: a parent may be waiting for it).
     pub fn take_kept(&self) -> Option<Work> {
-        let work = self
-            .queues()
-            .kept
-            .pop_front()
-            .map(|(invocation, done)| Work::Kept { invocation, done });
-        if work.is_some() {
-            self.available.fetch_add(1, Ordering::AcqRel);
-        }
-        work
+        self.dequeue(false)
     }
 
     /// The next work for a slot, or `None` after `wait` with nothing to do (the slot then

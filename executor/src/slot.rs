@@ -32,7 +32,7 @@ pub struct Slot<S: Store, P: Proxy> {
 
 impl<S: Store, P: Proxy> Slot<S, P> {
     pub fn new(svc: Arc<Services<S, P>>, state: SlotState, stop: Arc<AtomicBool>) -> Self {
-        let consumer = ExecutorId::new(format!("{}-s{}", svc.config.id, state.index));
+        let consumer = svc.consumer();
         Slot {
             svc,
             consumer,
@@ -104,7 +104,7 @@ impl<S: Store, P: Proxy> Handler<Pull> for Slot<S, P> {
 /// takes over entries of executors gone silent past the visibility timeout.
 pub async fn dispatch<S: Store, P: Proxy>(svc: Arc<Services<S, P>>, stop: Arc<AtomicBool>) {
     let cfg = &svc.config;
-    let consumer = ExecutorId::new(format!("{}-d", cfg.id));
+    let consumer = svc.consumer();
     let mut last_reclaim = Instant::now();
     // Up to this many entries per pull, so that a backlog fills every idle slot at once.
     let most = cfg.pull_batch.max(1) * cfg.slots.max(1);
