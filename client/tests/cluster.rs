@@ -96,6 +96,54 @@ fn the_cluster_runs_every_example_and_large_dags_exactly() {
 }
 
 #[test]
+fn large_objects_travel_as_files_on_the_proxy_s_host_and_go_once_read() {
+    let c = Cluster::start(Options::default());
+    let n = 2 << 20;
+    let mut b = JobBuilder::new("shared-objects");
+    for i in 0..6 {
+        b.task(format!("p{i}").as_str(), "blob")
+            .arg(n as i64)
+            .arg(i);
+    }
+    b.task("h", "sha256").deps(
+        (0..6)
+            .map(|i| format!("p{i}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    b.output("h").output("p0");
+    let f = temp_file("shared-objects.yaml", &to_yaml(&b.build()));
+    let v = assert_ok(&c.run(&f, &[]));
+    let all: Vec<u8> = (0..6).flat_map(|i| blob_bytes(n, i)).collect();
+    assert_eq!(v["outputs"]["h"], sha256_hex(&all));
+    assert_eq!(v["outputs"]["p0"]["sha256"], sha256_hex(&blob_bytes(n, 0)));
+    assert_eq!(v["stats"]["objects_put"], 6, "{}", v["stats"]);
+    // No object bytes went into Redis: no chunk keys (`<object key>:v<version>:<i>`),
+    // only the released outputs' one-byte tombstones.
+    let job = v["job"].as_str().unwrap();
+    let chunks = c.redis.command(&format!(
+        "EVAL \"return #redis.call('KEYS', ARGV[1])\" 0 rk:{{{job}}}:obj:*:v*"
+    ));
+    assert_eq!(chunks.as_deref(), Some(":0"), "chunk keys in Redis");
+    // What is left of the job in the shared directory: the job output p0, and none of
+    // the five intermediates, which the reducer released once it had read them.
+    let dir = c.shared_dir.path().join(job);
+    let left: Vec<(String, u64)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].1 > n as u64, "{left:?}");
+}
+
+#[test]
 fn a_fan_out_within_an_executor_s_idle_slots_never_goes_through_redis() {
     let c = Cluster::start(Options {
         executors: 1,

@@ -212,12 +212,40 @@ fn big_puts() -> String {
 }
 
 #[test]
-fn a_proxy_sigkilled_during_large_puts_gives_exact_results_or_a_clear_error() {
+fn a_proxy_sigkilled_during_large_puts_into_redis_gives_exact_results_or_a_clear_error() {
+    proxy_killed_during_large_puts("store");
+}
+
+#[test]
+fn a_proxy_sigkilled_while_executors_share_objects_gives_exact_results_or_a_clear_error() {
+    proxy_killed_during_large_puts("shared");
+}
+
+/// A job's object, as the proxy would serve it: its file in the shared directory, else the
+/// store's.
+fn stored_object(
+    rt: &tokio::runtime::Runtime,
+    st: &RedisStore,
+    c: &Cluster,
+    key: &ObjectKey,
+) -> Option<Vec<u8>> {
+    let (job, name) = key.owner().unwrap();
+    match std::fs::read(c.shared_dir.path().join(job).join(name)) {
+        Ok(b) => Some(b),
+        Err(_) => rt
+            .block_on(ObjectStore::get_object(st, key))
+            .unwrap()
+            .map(|b| b.to_vec()),
+    }
+}
+
+fn proxy_killed_during_large_puts(objects_in: &'static str) {
     let mut c = Cluster::start(Options {
         executors: 3,
         slots: 2,
         visibility_timeout_ms: 1_500,
         max_deliveries: 5,
+        proxy_objects: objects_in,
         ..Options::default()
     });
     let rt = runtime();
@@ -225,13 +253,23 @@ fn a_proxy_sigkilled_during_large_puts_gives_exact_results_or_a_clear_error() {
     let f = temp_file("big-puts.yaml", &big_puts());
     let run = c.spawn_run(&f, &["--timeout", "120"]);
     let job = the_job(&rt, &st);
-    // Kill the proxy as soon as it writes the job's first object to Redis (a chunk or a
-    // whole value): the other producers' puts are then in flight or about to start.
+    // Kill the proxy as soon as the job's first object is being written (to Redis, a chunk
+    // or a whole value; or a file in the shared directory): the other producers' puts are
+    // then in flight or about to start.
     let objects = format!("{}obj:*", rukong_core::messages::job_prefix(&job));
-    let writing = wait_for_key(&c, &objects, Duration::from_secs(60));
+    let files = c.shared_dir.path().join(job.as_str());
+    let writing = if objects_in == "shared" {
+        let t0 = Instant::now();
+        while !files.is_dir() && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        files.is_dir()
+    } else {
+        wait_for_key(&c, &objects, Duration::from_secs(60))
+    };
     c.kill_proxy();
     eprintln!(
-        "proxy kill: {} keys of objects at the kill (writing seen: {writing})",
+        "proxy kill ({objects_in}): {} keys of objects at the kill (writing seen: {writing})",
         count_keys(&c, &objects)
     );
     std::thread::sleep(Duration::from_millis(1_000));
@@ -276,7 +314,7 @@ fn a_proxy_sigkilled_during_large_puts_gives_exact_results_or_a_clear_error() {
         let idx = TaskIdx(i as u32);
         let id = plan.dag.id(idx).to_string();
         let key = ObjectKey::for_output(&job, idx);
-        let Some(bytes) = rt.block_on(ObjectStore::get_object(&st, &key)).unwrap() else {
+        let Some(bytes) = stored_object(&rt, &st, &c, &key) else {
             continue;
         };
         if rukong_core::store::is_tombstone(&bytes) {

@@ -206,6 +206,36 @@ fn every_dependency_waits_until_healthy() {
 }
 
 #[test]
+fn proxy_engine_and_executors_share_one_tmpfs_for_objects_at_the_proxys_shared_dir() {
+    let v = compose();
+    let dir = env(service(&v, "kvproxy"))
+        .get("RUKONG_PROXY__SHARED_DIR")
+        .cloned()
+        .expect("the proxy names its shared directory");
+    let volume = v["volumes"]["objects"].clone();
+    assert_eq!(
+        volume["driver_opts"]["type"].as_str(),
+        Some("tmpfs"),
+        "{volume:?}"
+    );
+    let opts = volume["driver_opts"]["o"].as_str().unwrap_or_default();
+    // The image's user (Dockerfile: uid 10001) owns it, as the proxy's 0700 directory.
+    assert!(opts.contains("uid=10001"), "{opts}");
+    assert!(read("Dockerfile").contains("--uid 10001"));
+    for name in RUKONG_SERVICES {
+        let mounts: Vec<&str> = service(&v, name)["volumes"]
+            .as_sequence()
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // The same path in every container: clients open the directory the proxy names.
+        assert!(
+            mounts.contains(&format!("objects:{dir}").as_str()),
+            "{name} mounts {mounts:?}, not objects at {dir}"
+        );
+    }
+}
+
+#[test]
 fn executor_can_be_scaled() {
     let v = compose();
     let ex = service(&v, "executor");

@@ -41,6 +41,11 @@ impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The job a key belongs to and the rest of the key (`rk:{<job>}:<rest>`), or `None`
+    /// for a key of no job.
+    pub fn owner(&self) -> Option<(&str, &str)> {
+        key_owner(&self.0)
+    }
     /// Whether the key belongs to `job` (and is freed with it).
     pub fn belongs_to(&self, job: &JobId) -> bool {
         self.0.starts_with(&job_prefix(job))
@@ -51,6 +56,13 @@ impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The job a store key belongs to and the rest of the key (`rk:{<job>}:<rest>`).
+pub fn key_owner(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("rk:{")?;
+    let end = rest.find("}:")?;
+    (end > 0).then(|| (&rest[..end], &rest[end + 2..]))
 }
 
 /// The prefix of every key that belongs to a job: `rk:{<job>}:`.

@@ -358,6 +358,12 @@ fn wire_messages() -> Vec<(String, Vec<u8>)> {
                     protocol: 1,
                     accepted: false,
                     reason: Some("no".into()),
+                    objects: wire::ObjectsOffer {
+                        max_object: 1 << 20,
+                        kept: true,
+                        shared_dir: Some("/dev/shm/rukong-proxy-7070".into()),
+                        probe: Some("j0123456789abcdef".into()),
+                    },
                 },
                 0,
             )
@@ -382,6 +388,12 @@ fn wire_messages() -> Vec<(String, Vec<u8>)> {
             enc(&Request {
                 req_id: 3,
                 body: ToProxy::Delete { key: key.clone() },
+            })
+        }),
+        frame("discard", &|| {
+            enc(&Request {
+                req_id: 5,
+                body: ToProxy::Discard { key: key.clone() },
             })
         }),
         frame("fan-out", &|| {

@@ -22,4 +22,4 @@ pub mod local;
 pub mod server;
 
 pub use local::LocalProxy;
-pub use server::{ConfigError, ObjectBackend, ServerConfig, serve};
+pub use server::{ConfigError, ObjectBackend, ServerConfig, default_shared_dir, serve};

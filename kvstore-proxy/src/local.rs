@@ -50,6 +50,11 @@ impl<S: Store> Proxy for LocalProxy<S> {
         Ok(self.store.delete_object(key).await?)
     }
 
+    /// Objects live in the store only, and its release already freed them.
+    async fn discard_object(&self, _: &ObjectKey) -> ProxyResult<()> {
+        Ok(())
+    }
+
     async fn fan_out(&self, req: FanOutRequest) -> ProxyResult<FanOutReply> {
         let plan = self.store.get_job(&req.job).await?;
         let dag = &plan.dag;

@@ -7,17 +7,28 @@
 //! (clients pool connections rather than pipeline). A request is handled only once its whole
 //! frame has arrived, so a client that dies mid-put never leaves part of an object.
 //!
+//! **Objects** live where [`ServerConfig::objects`] says. With [`ObjectBackend::Shared`] they
+//! are files in a directory ([`SharedDir`]) that executors on this host read and write
+//! directly (the handshake tells them where); other clients' objects go there through this
+//! server. With [`ObjectBackend::Memory`] or `Shared`, a released object is discarded when
+//! its last reader says so ([`ToProxy::Discard`]), and a sweep every
+//! [`ServerConfig::sweep_interval`] drops the objects of jobs the store no longer has (a
+//! finished job's retention ran out, or it was deleted). A miss falls back to the store,
+//! where a released object's tombstone is.
+//!
 //! Shutdown: stop accepting, drop connections that are waiting for (or in the middle of)
 //! a request, let requests being handled finish and answer, for at most
 //! [`ServerConfig::shutdown_grace`].
 
 use crate::LocalProxy;
 use bytes::Bytes;
+use rukong_core::JobId;
 use rukong_core::error::StoreError;
 use rukong_core::messages::ObjectKey;
+use rukong_core::proxy::shared::SharedDir;
 use rukong_core::proxy::wire::{
-    self, ClientHello, FrameError, FromProxy, MAX_FRAME, MAX_HELLO, MAX_OBJECT, Request, RequestId,
-    Response, ToProxy,
+    self, ClientHello, FrameError, FromProxy, MAX_FRAME, MAX_HELLO, MAX_OBJECT, ObjectsOffer,
+    Request, RequestId, Response, ToProxy,
 };
 use rukong_core::proxy::{FanOutReply, FanOutRequest, Proxy, ProxyError, ProxyResult};
 use rukong_core::store::Store;
@@ -25,6 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -40,6 +52,11 @@ pub enum ObjectBackend {
     Store,
     /// The proxy process's own memory: objects die with the proxy.
     Memory,
+    /// Files in a directory on the proxy's host ([`ServerConfig::shared_dir`]), which
+    /// executors on the same host share; a tmpfs such as `/dev/shm` keeps them in memory.
+    /// Objects outlive a proxy restart that keeps the directory, not the host. A write that
+    /// fails there (a full tmpfs) goes to the store instead.
+    Shared,
 }
 
 /// How the server authenticates, limits and times out its clients.
@@ -50,6 +67,12 @@ pub struct ServerConfig {
     /// The largest object accepted, in bytes; at most [`wire::MAX_OBJECT`].
     pub max_object: usize,
     pub objects: ObjectBackend,
+    /// The directory of [`ObjectBackend::Shared`]; `None`: [`default_shared_dir`] for the
+    /// listening port.
+    pub shared_dir: Option<PathBuf>,
+    /// How often objects of jobs gone from the store are dropped ([`ObjectBackend::Memory`]
+    /// and [`ObjectBackend::Shared`]).
+    pub sweep_interval: Duration,
     /// How long a new connection has to complete its handshake.
     pub handshake_timeout: Duration,
     /// A connection with no request for this long is closed; so is one that takes longer
@@ -67,6 +90,8 @@ impl Default for ServerConfig {
             token: None,
             max_object: MAX_OBJECT,
             objects: ObjectBackend::Store,
+            shared_dir: None,
+            sweep_interval: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             max_connections: 1024,
@@ -110,11 +135,29 @@ impl ServerConfig {
     }
 }
 
+/// Where [`ObjectBackend::Shared`] keeps objects by default for a proxy listening on `port`:
+/// `/dev/shm/rukong-proxy-<port>` where `/dev/shm` exists, else the same under the
+/// temporary directory.
+pub fn default_shared_dir(port: u16) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("rukong-proxy-{port}"))
+}
+
 /// What every connection shares.
 struct Shared<S> {
     proxy: LocalProxy<S>,
+    store: Arc<S>,
     /// The objects, when [`ObjectBackend::Memory`].
     memory: Option<Mutex<HashMap<ObjectKey, Bytes>>>,
+    /// The directory, when [`ObjectBackend::Shared`].
+    dir: Option<SharedDir>,
+    /// What accepted clients are told about objects.
+    offer: ObjectsOffer,
     config: ServerConfig,
 }
 
@@ -134,10 +177,47 @@ pub async fn serve<S: Store>(
         objects = ?config.objects,
         "proxy listening"
     );
+    let (dir, probe) = match config.objects {
+        ObjectBackend::Shared => {
+            let path = config
+                .shared_dir
+                .clone()
+                .unwrap_or_else(|| default_shared_dir(local.port()));
+            let (dir, probe) = SharedDir::create(&path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot use {} for shared objects: {e}", path.display()),
+                )
+            })?;
+            tracing::info!(dir = %path.display(), "objects shared on this host");
+            (Some(dir), Some(probe))
+        }
+        _ => (None, None),
+    };
+    let offer = ObjectsOffer {
+        max_object: config.max_object as u64,
+        kept: config.objects != ObjectBackend::Store,
+        shared_dir: dir
+            .as_ref()
+            .map(|d| d.path().to_string_lossy().into_owned()),
+        probe,
+    };
     let shared = Arc::new(Shared {
-        proxy: LocalProxy::with_max_object(store, config.max_object),
+        proxy: LocalProxy::with_max_object(store.clone(), config.max_object),
+        store,
         memory: (config.objects == ObjectBackend::Memory).then(|| Mutex::new(HashMap::new())),
+        dir,
+        offer,
         config,
+    });
+    let sweeper = (shared.config.objects != ObjectBackend::Store).then(|| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                shared.sweep().await;
+                tokio::time::sleep(shared.config.sweep_interval).await;
+            }
+        })
     });
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -170,6 +250,9 @@ pub async fn serve<S: Store>(
         }
     }
     drop(listener);
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     let _ = stop_tx.send(true);
     tracing::info!(addr = %local, open = conns.len(), "proxy shutting down");
     let grace = shared.config.shutdown_grace;
@@ -228,7 +311,7 @@ async fn connection<S: Store>(
     let mut rd = BufReader::new(rd);
     let greeted = tokio::select! {
         _ = stop.wait_for(|&s| s) => Err(End::Shutdown),
-        r = handshake(&mut rd, &mut wr, &shared.config) => r,
+        r = handshake(&mut rd, &mut wr, &shared.config, &shared.offer) => r,
     };
     let end = match greeted {
         Ok(()) => {
@@ -254,7 +337,12 @@ async fn connection<S: Store>(
 type Reader = BufReader<tokio::net::tcp::OwnedReadHalf>;
 type Writer = tokio::net::tcp::OwnedWriteHalf;
 
-async fn handshake(rd: &mut Reader, wr: &mut Writer, config: &ServerConfig) -> Result<(), End> {
+async fn handshake(
+    rd: &mut Reader,
+    wr: &mut Writer,
+    config: &ServerConfig,
+    offer: &ObjectsOffer,
+) -> Result<(), End> {
     let hello = tokio::time::timeout(
         config.handshake_timeout,
         wire::read_frame::<_, ClientHello>(rd, MAX_HELLO),
@@ -263,7 +351,10 @@ async fn handshake(rd: &mut Reader, wr: &mut Writer, config: &ServerConfig) -> R
     .map_err(|_| End::Refused(Refusal::Timeout))?
     .map_err(End::Failed)?
     .ok_or(End::Closed)?;
-    let answer = hello.answer(config.token.as_deref());
+    let mut answer = hello.answer(config.token.as_deref());
+    if answer.accepted {
+        answer.objects = offer.clone();
+    }
     wire::write_frame(wr, &answer).await.map_err(End::Failed)?;
     match answer.reason {
         Some(reason) => Err(End::Refused(Refusal::Answered(reason))),
@@ -333,6 +424,7 @@ impl<S: Store> Shared<S> {
             ToProxy::Put { key, data } => self.put(&key, data).await.map(|()| FromProxy::Done),
             ToProxy::Get { key } => self.get(&key).await.map(|data| FromProxy::Value { data }),
             ToProxy::Delete { key } => self.delete(&key).await.map(|()| FromProxy::Done),
+            ToProxy::Discard { key } => self.discard(&key).await.map(|()| FromProxy::Done),
             ToProxy::FanOut(req) => self.fan_out(req).await.map(FromProxy::FanOut),
             ToProxy::Ping => Ok(FromProxy::Pong),
         };
@@ -358,9 +450,9 @@ impl<S: Store> Shared<S> {
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
-        let Some(memory) = &self.memory else {
+        if self.memory.is_none() && self.dir.is_none() {
             return self.proxy.put_object(key, data).await;
-        };
+        }
         if data.len() > self.config.max_object {
             return Err(StoreError::TooLarge {
                 key: key.to_string(),
@@ -369,26 +461,116 @@ impl<S: Store> Shared<S> {
             }
             .into());
         }
-        lock(memory).insert(key.clone(), data);
-        Ok(())
+        if let Some(memory) = &self.memory {
+            lock(memory).insert(key.clone(), data);
+            return Ok(());
+        }
+        if let Some(dir) = self.dir.clone() {
+            let (k, d) = (key.clone(), data.clone());
+            match blocking(move || dir.put(&k, &d)).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "cannot write a shared object; storing it in the store")
+                }
+            }
+        }
+        self.proxy.put_object(key, data).await
     }
 
     async fn get(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
-        match &self.memory {
-            Some(memory) => Ok(lock(memory).get(key).cloned()),
-            None => self.proxy.get_object(key).await,
+        if let Some(memory) = &self.memory
+            && let Some(data) = lock(memory).get(key).cloned()
+        {
+            return Ok(Some(data));
         }
+        if let Some(dir) = self.dir.clone() {
+            let k = key.clone();
+            match blocking(move || dir.get(&k)).await {
+                Ok(Some(data)) => return Ok(Some(data)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%key, error = %e, "cannot read a shared object"),
+            }
+        }
+        // Not kept here: in the store, or released (its tombstone is in the store).
+        self.proxy.get_object(key).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> ProxyResult<()> {
-        match &self.memory {
-            Some(memory) => {
-                lock(memory).remove(key);
-                Ok(())
+        self.discard(key).await?;
+        self.proxy.delete_object(key).await
+    }
+
+    async fn discard(&self, key: &ObjectKey) -> ProxyResult<()> {
+        if let Some(memory) = &self.memory {
+            lock(memory).remove(key);
+        }
+        if let Some(dir) = self.dir.clone() {
+            let k = key.clone();
+            blocking(move || dir.remove(&k))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot delete {key}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the objects of every job the store no longer has.
+    async fn sweep(&self) {
+        let jobs: Vec<JobId> = if let Some(memory) = &self.memory {
+            let map = lock(memory);
+            let mut jobs: Vec<JobId> = map
+                .keys()
+                .filter_map(|k| k.owner().map(|(job, _)| JobId::new(job)))
+                .collect();
+            jobs.sort();
+            jobs.dedup();
+            jobs
+        } else if let Some(dir) = self.dir.clone() {
+            match blocking(move || dir.jobs()).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list shared objects");
+                    return;
+                }
             }
-            None => self.proxy.delete_object(key).await,
+        } else {
+            return;
+        };
+        for job in jobs {
+            match self.store.job_state(&job).await {
+                Err(StoreError::UnknownJob(_)) => {}
+                // Still there, or the store cannot say: keep its objects.
+                _ => continue,
+            }
+            let freed = if let Some(memory) = &self.memory {
+                let mut map = lock(memory);
+                let before: u64 = map.values().map(|v| v.len() as u64).sum();
+                map.retain(|k, _| !k.belongs_to(&job));
+                before - map.values().map(|v| v.len() as u64).sum::<u64>()
+            } else if let Some(dir) = self.dir.clone() {
+                let j = job.clone();
+                match blocking(move || dir.remove_job(&j)).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "cannot delete a job's shared objects");
+                        continue;
+                    }
+                }
+            } else {
+                0
+            };
+            tracing::debug!(%job, bytes = freed, "dropped the objects of a job the store no longer has");
         }
     }
+}
+
+/// Runs file I/O on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

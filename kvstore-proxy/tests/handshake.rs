@@ -71,6 +71,7 @@ async fn a_proxy_of_another_version_is_a_version_mismatch() {
             protocol: PROTOCOL_VERSION + 1,
             accepted: false,
             reason: Some("newer".into()),
+            objects: Default::default(),
         };
         wire::write_frame(&mut conn, &answer).await.unwrap();
     });

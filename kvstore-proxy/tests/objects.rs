@@ -63,30 +63,51 @@ async fn over_limit_puts_are_too_large_and_the_connection_keeps_working() {
     let proxy = server.client(None).await;
     let key = ObjectKey::new("huge");
 
-    // Over the server's limit: refused by the server.
-    let err = proxy
-        .put_object(&key, blob(TEST_MAX_OBJECT + 1, 3))
+    // Over the proxy's limit: the client learnt it in the handshake and refuses to send.
+    for len in [TEST_MAX_OBJECT + 1, MAX_OBJECT + 1] {
+        let err = proxy
+            .put_object(&key, Bytes::from(vec![0u8; len]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ProxyError::Store(StoreError::TooLarge { size, max, .. })
+                    if *size == len && *max == TEST_MAX_OBJECT
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    // Sent anyway (a client that ignores the limit): refused by the server, and the
+    // connection stays in step.
+    let mut conn = raw_client(&server).await;
+    conn.write_all(&put_frame(&key, blob(TEST_MAX_OBJECT + 1, 3)))
         .await
-        .unwrap_err();
+        .unwrap();
+    let resp: wire::Response = wire::read_frame(&mut conn, wire::MAX_FRAME)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(
-            &err,
-            ProxyError::Store(StoreError::TooLarge { size, max, .. })
-                if *size == TEST_MAX_OBJECT + 1 && *max == TEST_MAX_OBJECT
+            &resp.body,
+            wire::FromProxy::Error { kind: wire::ErrorKind::TooLarge { max, .. }, .. }
+                if *max == TEST_MAX_OBJECT as u64
         ),
-        "{err:?}"
+        "{resp:?}"
     );
-    assert!(!err.is_retryable());
-
-    // Over the wire's limit: refused before sending.
-    let err = proxy
-        .put_object(&key, Bytes::from(vec![0u8; MAX_OBJECT + 1]))
+    let ping = Request {
+        req_id: 2,
+        body: wire::ToProxy::Ping,
+    };
+    wire::write_frame(&mut conn, &ping).await.unwrap();
+    let pong: wire::Response = wire::read_frame(&mut conn, wire::MAX_FRAME)
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, ProxyError::Store(StoreError::TooLarge { max, .. }) if *max == MAX_OBJECT),
-        "{err:?}"
-    );
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong.body, wire::FromProxy::Pong);
 
     proxy.ping().await.unwrap();
     proxy.put_object(&key, blob(10, 4)).await.unwrap();

@@ -104,11 +104,12 @@ pub async fn run_proxy(s: Settings) -> Result<(), BoxError> {
     let config = ServerConfig {
         token: s.token.clone(),
         max_object: s.proxy.max_object,
-        objects: if s.proxy.objects == "memory" {
-            ObjectBackend::Memory
-        } else {
-            ObjectBackend::Store
+        objects: match s.proxy.objects.as_str() {
+            "memory" => ObjectBackend::Memory,
+            "store" => ObjectBackend::Store,
+            _ => ObjectBackend::Shared,
         },
+        shared_dir: s.proxy.shared_dir.as_ref().map(std::path::PathBuf::from),
         ..ServerConfig::default()
     };
     serve_proxy(listener, store, config, shutdown_signal()).await?;

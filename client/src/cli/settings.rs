@@ -95,8 +95,12 @@ pub struct ProxySettings {
     pub listen: String,
     /// Address executors and the engine use to reach it (defaults to listen).
     pub advertise: Option<String>,
-    /// Where objects live: `store` (chunked into Redis) or `memory` (the proxy's own).
+    /// Where objects live: `shared` (files in `shared_dir`, which executors on the proxy's
+    /// host read and write directly), `store` (chunked into Redis) or `memory` (the
+    /// proxy's own).
     pub objects: String,
+    /// The directory of `objects = "shared"`; unset: `/dev/shm/rukong-proxy-<port>`.
+    pub shared_dir: Option<String>,
     pub max_object: usize,
 }
 
@@ -172,7 +176,8 @@ impl Default for ProxySettings {
         ProxySettings {
             listen: "127.0.0.1:7070".into(),
             advertise: None,
-            objects: "store".into(),
+            objects: "shared".into(),
+            shared_dir: None,
             max_object: 64 << 20,
         }
     }
@@ -262,11 +267,16 @@ impl Settings {
             }
         }
         self.gpu.validate().map_err(SettingsError::Invalid)?;
-        if !matches!(self.proxy.objects.as_str(), "store" | "memory") {
+        if !matches!(self.proxy.objects.as_str(), "shared" | "store" | "memory") {
             return bad(format!(
-                "proxy.objects must be \"store\" or \"memory\", got {:?}",
+                "proxy.objects must be \"shared\", \"store\" or \"memory\", got {:?}",
                 self.proxy.objects
             ));
+        }
+        if self.proxy.shared_dir.as_deref() == Some("") {
+            return bad(
+                "proxy.shared_dir must not be empty (leave it unset for the default)".into(),
+            );
         }
         if let Err(e) = self.engine.warmup.for_engine() {
             return bad(format!("engine.warmup: {e}"));

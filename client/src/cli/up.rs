@@ -163,8 +163,16 @@ pub async fn up(args: UpArgs, mut settings: Settings) -> Result<(), BoxError> {
         }
     };
     settings.redis.url = redis_url.clone();
-    let proxy_addr = format!("127.0.0.1:{}", free_port()?);
+    let proxy_port = free_port()?;
+    let proxy_addr = format!("127.0.0.1:{proxy_port}");
     settings.proxy.listen = proxy_addr.clone();
+    // The proxy's shared objects die with this cluster, unless they live where asked.
+    let own_shared_dir = (settings.proxy.objects == "shared"
+        && settings.proxy.shared_dir.is_none())
+    .then(|| rukong_kvstore_proxy::default_shared_dir(proxy_port));
+    if let Some(d) = &own_shared_dir {
+        settings.proxy.shared_dir = Some(d.to_string_lossy().into_owned());
+    }
     settings.proxy.advertise = None;
     settings.engine.listen = args.listen.clone();
     let envs = child_env(&settings);
@@ -246,6 +254,9 @@ pub async fn up(args: UpArgs, mut settings: Settings) -> Result<(), BoxError> {
     })
     .await?;
     std::fs::remove_dir_all(&dir).ok();
+    if let Some(d) = own_shared_dir {
+        std::fs::remove_dir_all(d).ok();
+    }
     eprintln!("rukong up: stopped");
     Ok(())
 }
@@ -322,6 +333,9 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
     ];
     if let Some(t) = &s.token {
         v.push(("RUKONG_TOKEN".into(), t.clone()));
+    }
+    if let Some(d) = &s.proxy.shared_dir {
+        v.push(("RUKONG_PROXY__SHARED_DIR".into(), d.clone()));
     }
     if !s.executor.allow_process.is_empty() {
         v.push((

@@ -29,6 +29,8 @@ pub struct Options {
     /// An executor binary (built with `rukong_client::executor_main`) that executors
     /// started from now on run instead of `rukong executor`.
     pub executor_bin: Option<std::path::PathBuf>,
+    /// `proxy.objects`: `shared` (files in [`Cluster::shared_dir`]), `store` or `memory`.
+    pub proxy_objects: &'static str,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             persistent_redis: false,
             executor_args: Vec::new(),
             executor_bin: None,
+            proxy_objects: "shared",
         }
     }
 }
@@ -59,6 +62,17 @@ pub struct Cluster {
     pub proxy: Option<Supervised>,
     pub engine: Option<Supervised>,
     pub executors: Vec<Option<Supervised>>,
+    /// The proxy's shared object directory (on tmpfs where there is one), removed with
+    /// the cluster.
+    pub shared_dir: tempfile::TempDir,
+}
+
+/// A private directory for the proxy's shared objects, on tmpfs where there is one.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let b = tempfile::Builder::new()
+        .prefix("rukong-test-")
+        .tempdir_in("/dev/shm");
+    b.or_else(|_| tempfile::tempdir()).unwrap()
 }
 
 fn exe() -> &'static str {
@@ -83,6 +97,7 @@ impl Cluster {
             proxy: None,
             engine: None,
             executors: Vec::new(),
+            shared_dir: shared_tempdir(),
         };
         c.proxy = Some(c.spawn("kvproxy", &["kvproxy"]));
         c.engine = Some(c.spawn_engine());
@@ -116,6 +131,8 @@ impl Cluster {
             .env("RUKONG_REDIS__CONNECT_TIMEOUT_MS", "1000")
             .env("RUKONG_TOKEN", TOKEN)
             .env("RUKONG_PROXY__LISTEN", &self.proxy_addr)
+            .env("RUKONG_PROXY__SHARED_DIR", self.shared_dir.path())
+            .env("RUKONG_PROXY__OBJECTS", self.opts.proxy_objects)
             .env("RUKONG_ENGINE__MAX_BODY", self.opts.max_body.to_string())
             .env(
                 "RUKONG_EXECUTOR__VISIBILITY_TIMEOUT_MS",

@@ -3,6 +3,8 @@
 //!
 //! - [`wire`]: the TCP protocol (framing, handshake, messages), shared by server and client.
 //! - [`remote`]: [`remote::RemoteProxy`], the pooled TCP client.
+//! - [`shared`]: [`shared::SharedDir`], objects as files shared by the processes of one
+//!   host.
 
 use crate::dag::Child;
 use crate::error::StoreError;
@@ -14,6 +16,7 @@ use std::future::Future;
 use thiserror::Error;
 
 pub mod remote;
+pub mod shared;
 pub mod wire;
 
 /// A whole fan-out handed to the proxy: record `parent`'s arrival at each fan-in child, and
@@ -81,5 +84,11 @@ pub trait Proxy: Send + Sync + 'static {
         key: &ObjectKey,
     ) -> impl Future<Output = ProxyResult<Option<Bytes>>> + Send;
     fn delete_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<()>> + Send;
+    /// Drops what the proxy keeps of a released object outside the store (its memory, or
+    /// its host's shared directory), once [`crate::store::ObjectStore::release_outputs`]
+    /// has left the object's tombstone in the store. The store's entry stays, so a late
+    /// reader still finds the tombstone. Idempotent; nothing to do for a proxy that keeps
+    /// objects only in the store.
+    fn discard_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<()>> + Send;
     fn fan_out(&self, req: FanOutRequest) -> impl Future<Output = ProxyResult<FanOutReply>> + Send;
 }

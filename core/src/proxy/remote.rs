@@ -17,9 +17,16 @@
 //! A fan-out is never resent here: it is idempotent for fan-in children, but resending it
 //! could enqueue its ready children twice, so the caller decides. Errors that the proxy
 //! answered (a store error, a protocol error) are returned as they are, never retried here.
+//!
+//! **Same host.** When the proxy's handshake offers a shared directory
+//! ([`super::shared::SharedDir`]) and its probe reads back here, objects are written and
+//! read as files there, with no request to the proxy; a key the directory does not keep,
+//! or a file that cannot be written (a full tmpfs, say), goes through the proxy as before.
 
+use super::shared::SharedDir;
 use super::wire::{
-    self, ClientHello, FromProxy, MAX_FRAME, MAX_HELLO, MAX_OBJECT, Response, ServerHello, ToProxy,
+    self, ClientHello, FromProxy, MAX_FRAME, MAX_HELLO, MAX_OBJECT, ObjectsOffer, Response,
+    ServerHello, ToProxy,
 };
 use super::{FanOutReply, FanOutRequest, Proxy, ProxyError, ProxyResult};
 use crate::error::StoreError;
@@ -46,6 +53,8 @@ pub struct RemoteConfig {
     pub max_connections: usize,
     /// Extra attempts for a put, get or delete whose connection failed.
     pub retries: u32,
+    /// Use the proxy's shared directory when it is on this host (see the module doc).
+    pub share_host_objects: bool,
 }
 
 impl Default for RemoteConfig {
@@ -55,6 +64,7 @@ impl Default for RemoteConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 16,
             retries: 2,
+            share_host_objects: true,
         }
     }
 }
@@ -78,6 +88,18 @@ struct Pool {
     idle: Mutex<Vec<TcpStream>>,
     slots: Semaphore,
     next_id: AtomicU64,
+    /// What the latest handshake said about objects.
+    objects: Mutex<Arc<Objects>>,
+}
+
+/// Where the proxy keeps objects, as this client uses them.
+#[derive(Debug, Default)]
+struct Objects {
+    max_object: usize,
+    /// The proxy keeps objects outside the store: released ones must be discarded there.
+    kept: bool,
+    /// The proxy's shared directory, readable from this host.
+    local: Option<SharedDir>,
 }
 
 impl fmt::Debug for RemoteProxy {
@@ -112,6 +134,7 @@ impl RemoteProxy {
             config,
             idle: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            objects: Mutex::new(Arc::default()),
         };
         let first = pool.dial().await?;
         pool.release(first);
@@ -123,6 +146,27 @@ impl RemoteProxy {
     /// The address this proxy connects to.
     pub fn addr(&self) -> &str {
         &self.pool.addr
+    }
+
+    /// The proxy's shared directory, when this client writes and reads objects there.
+    pub fn shared_dir(&self) -> Option<std::path::PathBuf> {
+        self.pool
+            .objects()
+            .local
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+    }
+
+    /// Runs file I/O on the proxy client's runtime's blocking threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        self.pool
+            .dialer
+            .spawn_blocking(f)
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// A round trip to the proxy.
@@ -209,6 +253,32 @@ impl Pool {
         }
     }
 
+    fn objects(&self) -> Arc<Objects> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes in what a handshake said about objects.
+    fn learn(&self, offer: &ObjectsOffer) {
+        let local = match (&offer.shared_dir, &offer.probe) {
+            (Some(dir), Some(probe)) if self.config.share_host_objects => {
+                SharedDir::open(std::path::Path::new(dir), probe)
+            }
+            _ => None,
+        };
+        let objects = Objects {
+            max_object: match offer.max_object {
+                0 => MAX_OBJECT,
+                n => (n as usize).min(MAX_OBJECT),
+            },
+            kept: offer.kept,
+            local,
+        };
+        *self.objects.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(objects);
+    }
+
     fn release(&self, conn: TcpStream) {
         self.idle
             .lock()
@@ -240,6 +310,7 @@ impl Pool {
                         ))
                     })?;
             hello.check(PROTOCOL_VERSION)?;
+            self.learn(&hello.objects);
             Ok(conn)
         };
         match tokio::time::timeout(self.config.connect_timeout, handshake).await {
@@ -266,13 +337,21 @@ fn unexpected(request: &str, got: &FromProxy) -> ProxyError {
 
 impl Proxy for RemoteProxy {
     async fn put_object(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
-        if data.len() > MAX_OBJECT {
+        let objects = self.pool.objects();
+        if data.len() > objects.max_object {
             return Err(StoreError::TooLarge {
                 key: key.to_string(),
                 size: data.len(),
-                max: MAX_OBJECT,
+                max: objects.max_object,
             }
             .into());
+        }
+        if let Some(dir) = objects.local.clone() {
+            let (k, d) = (key.clone(), data.clone());
+            // A key the directory does not keep, or a failed write, goes to the proxy.
+            if let Ok(true) = self.blocking(move || dir.put(&k, &d)).await {
+                return Ok(());
+            }
         }
         let body = ToProxy::Put {
             key: key.clone(),
@@ -285,6 +364,13 @@ impl Proxy for RemoteProxy {
     }
 
     async fn get_object(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
+        if let Some(dir) = self.pool.objects().local.clone() {
+            let k = key.clone();
+            // Not there (another host wrote it, or it went through the proxy): ask.
+            if let Ok(Some(data)) = self.blocking(move || dir.get(&k)).await {
+                return Ok(Some(data));
+            }
+        }
         match self.call(&ToProxy::Get { key: key.clone() }, true).await? {
             FromProxy::Value { data } => Ok(data),
             other => Err(unexpected("Get", &other)),
@@ -298,6 +384,26 @@ impl Proxy for RemoteProxy {
         {
             FromProxy::Done => Ok(()),
             other => Err(unexpected("Delete", &other)),
+        }
+    }
+
+    async fn discard_object(&self, key: &ObjectKey) -> ProxyResult<()> {
+        let objects = self.pool.objects();
+        if let Some(dir) = objects.local.clone() {
+            let k = key.clone();
+            if self.blocking(move || dir.remove(&k)).await.is_ok() {
+                return Ok(());
+            }
+        }
+        if !objects.kept {
+            return Ok(());
+        }
+        match self
+            .call(&ToProxy::Discard { key: key.clone() }, true)
+            .await?
+        {
+            FromProxy::Done => Ok(()),
+            other => Err(unexpected("Discard", &other)),
         }
     }
 

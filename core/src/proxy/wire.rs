@@ -53,6 +53,23 @@ pub struct ServerHello {
     pub accepted: bool,
     /// Why the connection was refused.
     pub reason: Option<String>,
+    /// Where the proxy keeps objects (on an accepted connection).
+    #[serde(default)]
+    pub objects: ObjectsOffer,
+}
+
+/// What an accepted client learns about where the proxy keeps objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectsOffer {
+    /// The largest object the proxy accepts, in bytes (0: [`MAX_OBJECT`]).
+    pub max_object: u64,
+    /// The proxy keeps objects outside the store (its memory, or `shared_dir`), so a
+    /// released object is discarded there too ([`ToProxy::Discard`]).
+    pub kept: bool,
+    /// A directory of objects ([`super::shared::SharedDir`]) that a client on the proxy's
+    /// host may read and write directly, and the nonce its probe file holds.
+    pub shared_dir: Option<String>,
+    pub probe: Option<String>,
 }
 
 impl ClientHello {
@@ -87,6 +104,7 @@ impl ClientHello {
             protocol: ours,
             accepted: reason.is_none(),
             reason,
+            objects: ObjectsOffer::default(),
         }
     }
 }
@@ -146,6 +164,9 @@ pub enum ToProxy {
     Get { key: ObjectKey },
     /// Answered [`FromProxy::Done`] (also when there was no such object).
     Delete { key: ObjectKey },
+    /// Drop the proxy's own copy of a released object, keeping the store's tombstone
+    /// ([`super::Proxy::discard_object`]); answered [`FromProxy::Done`].
+    Discard { key: ObjectKey },
     /// Answered [`FromProxy::FanOut`].
     FanOut(FanOutRequest),
     /// Answered [`FromProxy::Pong`].

@@ -388,9 +388,13 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn release_outputs(&self, job: &JobId, releases: &[Release]) -> StoreResult<u32> {
+    async fn release_outputs(
+        &self,
+        job: &JobId,
+        releases: &[Release],
+    ) -> StoreResult<Vec<TaskIdx>> {
         if releases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let entry = self.job(job)?;
         let mut full = Vec::new();
@@ -411,18 +415,14 @@ impl ObjectStore for MemoryStore {
                 }
             }
         }
-        let mut freed = 0;
         let mut objects = lock(&self.inner.objects);
-        for producer in full {
+        for &producer in &full {
             let key = ObjectKey::for_output(job, producer);
             // The cell now points at the tombstone, so a reader of it learns the same.
-            let cell = lock(&entry.outputs[producer.get()]).replace(Payload::Object(key.clone()));
-            let had = objects.insert(key, Bytes::new());
-            if had.is_some_and(|v| !super::is_tombstone(&v)) || cell.is_some() {
-                freed += 1;
-            }
+            lock(&entry.outputs[producer.get()]).replace(Payload::Object(key.clone()));
+            objects.insert(key, Bytes::new());
         }
-        Ok(freed)
+        Ok(full)
     }
 }
 

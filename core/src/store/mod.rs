@@ -189,13 +189,15 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `Some` of empty bytes (no encoded value is empty), and a later
     /// [`ObjectStore::put_object`] of the same output may leave the tombstone as it is. A
     /// reader that finds the tombstone knows that every reader finished with the output, so
-    /// its own read is a duplicate (a redelivered or resent walk). Returns how many
-    /// objects this call freed.
+    /// its own read is a duplicate (a redelivered or resent walk). Returns the producers
+    /// whose last reader this call recorded, so that a copy kept outside the store (the
+    /// proxy's memory or shared directory) can be discarded too; each producer is returned
+    /// by one call only.
     fn release_outputs(
         &self,
         job: &JobId,
         releases: &[Release],
-    ) -> impl Future<Output = StoreResult<u32>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<TaskIdx>>> + Send;
 }
 
 /// A reader done with a producer's large output ([`ObjectStore::release_outputs`]).

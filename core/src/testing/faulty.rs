@@ -184,7 +184,11 @@ impl<S: Store> ObjectStore for Faulty<S> {
     async fn delete_object(&self, key: &ObjectKey) -> StoreResult<()> {
         self.call(self.inner.delete_object(key)).await
     }
-    async fn release_outputs(&self, job: &JobId, releases: &[Release]) -> StoreResult<u32> {
+    async fn release_outputs(
+        &self,
+        job: &JobId,
+        releases: &[Release],
+    ) -> StoreResult<Vec<TaskIdx>> {
         self.call(self.inner.release_outputs(job, releases)).await
     }
 }

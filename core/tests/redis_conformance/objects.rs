@@ -133,7 +133,10 @@ async fn a_released_chunked_output_leaves_only_its_tombstone() {
         .await
         .unwrap();
     assert!(ttl > 0, "the reader set has no expiry ({ttl})");
-    assert_eq!(s.release_outputs(&plan.job, &[rel(73)]).await.unwrap(), 1);
+    assert_eq!(
+        s.release_outputs(&plan.job, &[rel(73)]).await.unwrap(),
+        vec![TaskIdx(0)]
+    );
     assert_eq!(scan(&mut con, &chunks).await, Vec::<String>::new());
     assert_eq!(scan(&mut con, &set).await, Vec::<String>::new());
     let left: Vec<u8> = redis::cmd("GET")

@@ -29,6 +29,9 @@ impl Proxy for NoProxy {
     async fn delete_object(&self, _: &ObjectKey) -> ProxyResult<()> {
         Ok(())
     }
+    async fn discard_object(&self, _: &ObjectKey) -> ProxyResult<()> {
+        Ok(())
+    }
     async fn fan_out(&self, _: FanOutRequest) -> ProxyResult<FanOutReply> {
         Err(ProxyError::Unavailable("no proxy in this test".into()))
     }

@@ -138,20 +138,29 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
     }
 
     /// Releases the stored outputs this walk read (after its effects are durable, so a
-    /// reader that finds one released may drop its duplicate walk). Best effort: an output
-    /// not released stays until the job ends.
+    /// reader that finds one released may drop its duplicate walk), and discards what the
+    /// proxy keeps of those whose last reader this was. Best effort: an output not released
+    /// stays until the job ends.
     pub(super) async fn release(&mut self) {
         let releases = std::mem::take(&mut self.releases);
         if releases.is_empty() {
             return;
         }
-        if let Err(e) = self
-            .svc
-            .store
-            .release_outputs(&self.plan.job, &releases)
-            .await
-        {
-            tracing::debug!(job = %self.plan.job, error = %e, "could not release outputs; they stay until the job ends");
-        }
+        let job = &self.plan.job;
+        let freed = match self.svc.store.release_outputs(job, &releases).await {
+            Ok(freed) => freed,
+            Err(e) => {
+                tracing::debug!(%job, error = %e, "could not release outputs; they stay until the job ends");
+                return;
+            }
+        };
+        let proxy = &self.svc.proxy;
+        let discards = freed.into_iter().map(|t| async move {
+            let key = ObjectKey::for_output(job, t);
+            if let Err(e) = proxy.discard_object(&key).await {
+                tracing::debug!(%key, error = %e, "could not discard a released object; it stays until the job ends");
+            }
+        });
+        futures_util::future::join_all(discards).await;
     }
 }

@@ -98,9 +98,13 @@ enum Command {
         /// Address others use to reach the proxy.
         #[arg(long)]
         advertise: Option<String>,
-        /// Where objects live: `store` (Redis) or `memory` (this process).
+        /// Where objects live: `shared` (files in --shared-dir, read and written directly
+        /// by executors on this host), `store` (Redis) or `memory` (this process).
         #[arg(long)]
         objects: Option<String>,
+        /// The directory of `--objects shared` (default /dev/shm/rukong-proxy-<port>).
+        #[arg(long)]
+        shared_dir: Option<String>,
     },
     /// Run an executor: slots pulling invocations from Redis.
     Executor(ExecutorArgs),
@@ -371,11 +375,13 @@ fn main() -> ExitCode {
             listen,
             advertise,
             objects,
+            shared_dir,
         } => {
             let mut o = common.overrides();
             push(&mut o, "proxy.listen", listen);
             push(&mut o, "proxy.advertise", advertise);
             push(&mut o, "proxy.objects", objects);
+            push(&mut o, "proxy.shared_dir", shared_dir);
             serve_with(&common, o, |s| Box::pin(serve::run_proxy(s)))
         }
         Command::Executor(args) => executor::run(args, Registry::with_builtins()),

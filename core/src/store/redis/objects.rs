@@ -14,11 +14,12 @@
 use super::scripts::SCRIPTS;
 use super::{RedisStore, job_key, reply};
 use crate::error::StoreError;
-use crate::ids::JobId;
+use crate::ids::{JobId, TaskIdx};
 use crate::messages::{ObjectKey, Payload};
 use crate::store::{ObjectStore, Release, StoreResult};
 use bytes::{Bytes, BytesMut};
 use redis::Cmd;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const INLINE: u8 = 0;
@@ -98,9 +99,7 @@ pub(super) fn chunk_keys(key: &str, value: &[u8]) -> Vec<String> {
 
 /// The job a key belongs to: `rk:{<job>}:…`.
 fn owner(key: &str) -> Option<JobId> {
-    let rest = key.strip_prefix("rk:{")?;
-    let end = rest.find("}:")?;
-    (end > 0).then(|| JobId::new(&rest[..end]))
+    crate::messages::key_owner(key).map(|(job, _)| JobId::new(job))
 }
 
 /// A version no other writer picks: time, process and a counter, mixed.
@@ -318,20 +317,26 @@ impl ObjectStore for RedisStore {
         Ok(())
     }
 
-    async fn release_outputs(&self, job: &JobId, releases: &[Release]) -> StoreResult<u32> {
+    async fn release_outputs(
+        &self,
+        job: &JobId,
+        releases: &[Release],
+    ) -> StoreResult<Vec<TaskIdx>> {
         if releases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let mut freed = 0;
+        let mut freed = Vec::new();
         // One script per batch: every key is under the job's hash tag (one slot).
         for batch in releases.chunks(RELEASE_BATCH) {
             let mut inv = SCRIPTS.release_outputs.prepare_invoke();
             inv.key(job_key(job, "out"))
                 .key(job_key(job, "objects"))
                 .arg(self.ttl_ms());
+            let mut producers = HashMap::with_capacity(batch.len());
             for r in batch {
                 let obj = ObjectKey::for_output(job, r.producer);
                 let pointer = super::encode(&Payload::Object(obj.clone()));
+                producers.insert(obj.as_str().to_string(), r.producer);
                 inv.key(obj.as_str())
                     .key(reader_set(obj.as_str()))
                     .arg(r.reader.0)
@@ -349,7 +354,7 @@ impl ObjectStore for RedisStore {
                 if !old.is_empty() {
                     self.unlink_chunks(&key, &chunk_keys(&key, old)).await?;
                 }
-                freed += 1;
+                freed.extend(producers.get(key.as_ref()).copied());
             }
         }
         Ok(freed)
