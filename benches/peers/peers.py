@@ -32,6 +32,7 @@ Timing: from graph submission to the result on the driver.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -55,7 +56,11 @@ def parse_workload(text: str) -> tuple[str, tuple[int, ...]]:
     if kind == "sleep":
         w, _, ms = arg.partition("x")
         return kind, (int(w), int(ms))
-    raise SystemExit(f"unknown workload {text!r} (tree:N | fanout:W | chain:L | sleep:WxMS)")
+    if kind == "bigdata":
+        p, _, mib = arg.partition("x")
+        return kind, (int(p), int(mib))
+    raise SystemExit(f"unknown workload {text!r} "
+                     "(tree:N | fanout:W | chain:L | sleep:WxMS | bigdata:PxMIB)")
 
 
 def task_count(kind: str, args: tuple[int, ...]) -> int:
@@ -65,7 +70,7 @@ def task_count(kind: str, args: tuple[int, ...]) -> int:
         return args[0] + 2
     if kind == "chain":
         return max(args[0], 1)
-    if kind == "sleep":
+    if kind in ("sleep", "bigdata"):
         return args[0] + 1
     raise ValueError(kind)
 
@@ -82,6 +87,12 @@ def expected(kind: str, args: tuple[int, ...]) -> int:
     if kind == "sleep":
         w = args[0]
         return w * (w - 1) // 2
+    if kind == "bigdata":
+        p, mib = args
+        h = hashlib.sha256()
+        for i in range(p):
+            h.update(blob(mib << 20, i))
+        return h.hexdigest()
     raise ValueError(kind)
 
 
@@ -100,6 +111,20 @@ def add(*xs):
 def nap(i, ms):
     time.sleep(ms / 1000.0)
     return i
+
+
+def blob(n, seed):
+    """rukong's `blob` built-in: byte i is (31 i + seed) mod 256."""
+    period = bytes((31 * i + seed) % 256 for i in range(256))
+    return (period * (n // 256 + 1))[:n]
+
+
+def digest(*parts):
+    """rukong's `sha256` built-in over its inputs in order, as hex."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
 
 
 def pairwise(leaves, combine):
@@ -159,6 +184,10 @@ class DaskEngine:
         if kind == "sleep":
             w, ms = args
             return dadd(*[dnap(i, ms) for i in range(w)])
+        if kind == "bigdata":
+            p, mib = args
+            dblob, ddigest = delayed(blob), delayed(digest)
+            return ddigest(*[dblob(mib << 20, i) for i in range(p)])
         raise ValueError(kind)
 
     def run(self, kind, args, timeout):
@@ -214,6 +243,8 @@ class RayEngine:
         self.rconst = ray.remote(const)
         self.radd = ray.remote(add)
         self.rnap = ray.remote(nap)
+        self.rblob = ray.remote(blob)
+        self.rdigest = ray.remote(digest)
 
     def submit(self, kind, args):
         rconst, radd, rnap = self.rconst, self.radd, self.rnap
@@ -230,6 +261,9 @@ class RayEngine:
         if kind == "sleep":
             w, ms = args
             return radd.remote(*[rnap.remote(i, ms) for i in range(w)])
+        if kind == "bigdata":
+            p, mib = args
+            return self.rdigest.remote(*[self.rblob.remote(mib << 20, i) for i in range(p)])
         raise ValueError(kind)
 
     def run(self, kind, args, timeout):

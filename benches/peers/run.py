@@ -33,10 +33,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import peers  # noqa: E402  (the peers' workloads: the big-data digest)
 REPO = HERE.parent.parent
 VENV = HERE / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
@@ -100,7 +103,7 @@ def parse_workload(text: str):
     kind, _, arg = text.partition(":")
     if kind in ("tree", "fanout", "chain"):
         return kind, (int(arg),)
-    if kind == "sleep":
+    if kind in ("sleep", "bigdata"):
         w, _, ms = arg.partition("x")
         return kind, (int(w), int(ms))
     p = arg.split(":")
@@ -108,7 +111,7 @@ def parse_workload(text: str):
             all(x.isdigit() and int(x) > 0 for x in p):
         return kind, tuple(int(x) for x in p)
     raise SystemExit(f"unknown workload {text!r} (tree:N | fanout:W | chain:L | sleep:WxMS | "
-                     "gemm:N:BLOCK | tsqr:ROWS:COLS:BLOCK_ROWS)")
+                     "bigdata:PRODUCERSxMIB | gemm:N:BLOCK | tsqr:ROWS:COLS:BLOCK_ROWS)")
 
 
 def is_linalg(workload: str) -> bool:
@@ -134,6 +137,7 @@ def task_count(kind, args) -> int:
         "fanout": lambda: args[0] + 2,
         "chain": lambda: max(args[0], 1),
         "sleep": lambda: args[0] + 1,
+        "bigdata": lambda: args[0] + 1,
     }[kind]()
 
 
@@ -152,6 +156,8 @@ def workload_title(text: str) -> str:
     if kind == "tsqr":
         rows, cols, br = args
         return f"TSQR/SVD {rows:,}×{cols:,}, {br:,}-row blocks"
+    if kind == "bigdata":
+        return f"big data: {args[0]} × {args[1]} MiB blobs into one sha256"
     return (f"sleep fan-out W={args[0]:,} × {args[1]} ms "
             f"(ideal {args[0] * args[1] / 2 / 1e3:.2f} s on 2 slots)")
 
@@ -205,13 +211,61 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def run_child(cmd, timeout: float, env=None, cwd=None):
+class RssSampler:
+    """The peak, over a run, of the resident memory of a process and everything it started
+    (its descendants, and its process group: daemons that left their parent), sampled from
+    /proc every `period` seconds in a thread. Resident memory shared between processes
+    (libraries, a tmpfs mapped by both) counts once per process, so this is an upper bound."""
+
+    def __init__(self, pid: int, period: float = 0.1):
+        self.pid, self.period, self.peak_kb = pid, period, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> int:
+        procs = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # fields: state ppid pgrp … rss (pages) is field 24 of stat, index 21 here.
+            procs[int(d.name)] = (int(fields[1]), int(fields[2]), int(fields[21]))
+        tree = {self.pid}
+        grew = True
+        while grew:
+            grew = False
+            for pid, (ppid, pgrp, _) in procs.items():
+                if pid not in tree and (ppid in tree or pgrp == self.pid):
+                    tree.add(pid)
+                    grew = True
+        page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+        return sum(procs[p][2] for p in tree if p in procs) * page_kb
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, self._sample())
+            self._stop.wait(self.period)
+
+    def stop(self) -> float:
+        """Stops sampling; the peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+
+def run_child(cmd, timeout: float, env=None, cwd=None, rss: list | None = None):
     """Run a command in its own process group with a hard timeout; stop the whole group
-    afterwards (engines leave daemons). Returns (rc | None on timeout, stdout, stderr)."""
+    afterwards (engines leave daemons). Returns (rc | None on timeout, stdout, stderr).
+    With `rss` (a list), appends the peak resident memory of the command's processes, MB."""
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, env=env, cwd=cwd,
     )
+    sampler = RssSampler(proc.pid) if rss is not None else None
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode
@@ -219,6 +273,8 @@ def run_child(cmd, timeout: float, env=None, cwd=None):
         rc = None
         stop_group(proc)
         out, err = proc.communicate()
+    if sampler is not None:
+        rss.append(sampler.stop())
     stop_group(proc)
     return rc, out, err
 
@@ -244,6 +300,8 @@ class Rukong:
         kind, args = parse_workload(workload)
         if kind == "sleep":
             return self.sleep_cell(mode, args)
+        if kind == "bigdata":
+            return self.bigdata_cell(mode, args)
         if kind in LINALG_KINDS:
             return self.linalg_cell(mode, kind, args)
         spec = {"tree": "tree", "fanout": "fanout", "chain": "chain"}[kind]
@@ -257,7 +315,8 @@ class Rukong:
             cmd += ["--executors", "2", "--slots", "1"]
         limit = 60 + (self.warmup + 1) * self.timeout
         t = time.perf_counter()
-        rc, so, se = run_child(cmd, limit)
+        rss = []
+        rc, so, se = run_child(cmd, limit, rss=rss)
         cell_s = time.perf_counter() - t
         if rc is None:
             return {"timed_out": True, "error": f"timed out after {limit:.0f} s", "cell_s": cell_s}
@@ -274,7 +333,7 @@ class Rukong:
         else:
             sample["outer_ms"] = w["samples"]["outer_ms"][0]
         return {"samples": [sample], "tasks": w["tasks"], "cell_s": cell_s,
-                "debug_build": doc["machine"]["debug_build"]}
+                "debug_build": doc["machine"]["debug_build"], "peak_rss_mb": rss[0]}
 
     # The sleep fan-out is not a rukong-e2e workload: embedded runs go through
     # `rukong run FILE --json --slots 2` (stats.wall_ms = the job report's wall, submission
@@ -299,6 +358,33 @@ class Rukong:
         res["tasks"] = w + 1
         return res
 
+    def bigdata_cell(self, mode: str, args) -> dict:
+        """`rukong gen big-data`, run like the sleep fan-out; the digest is checked against
+        peers.py's (the same bytes hashed in Python)."""
+        producers, mib = args
+        dag = self.tmp / f"bigdata-{producers}x{mib}.json"
+        if not dag.exists():
+            r = subprocess.run([str(self.cli), "gen", "big-data", "--producers", str(producers),
+                                "--mib", str(mib), "--format", "json"],
+                               capture_output=True, text=True, check=True)
+            dag.write_text(r.stdout)
+        want = peers.expected("bigdata", (producers, mib))
+
+        def check(outputs):
+            got = outputs.get("digest")
+            if got != want:
+                raise AssertionError(f"rukong {mode} big data: digest {got!r}, expected {want}")
+            return {}
+
+        t = time.perf_counter()
+        try:
+            res = (self.dag_embedded if mode == "embedded" else self.dag_cluster)(dag, check)
+        except Exception as e:  # noqa: BLE001
+            res = {"error": f"{type(e).__name__}: {e}"}
+        res["cell_s"] = time.perf_counter() - t
+        res["tasks"] = producers + 1
+        return res
+
     def sleep_embedded(self, dag: Path, want: int) -> dict:
         def check(outputs):
             got = outputs.get("sink")
@@ -311,11 +397,11 @@ class Rukong:
     def dag_embedded(self, dag: Path, check) -> dict:
         """`rukong run DAG --json --slots 2`, warm-up runs first (each a fresh process);
         `check(outputs)` raises on a wrong result, or returns details for the sample."""
-        samples = []
+        samples, rss = [], []
         for i in range(self.warmup + 1):
             cmd = [str(self.cli), "run", str(dag), "--json", "--slots", "2", "--no-progress",
                    "--timeout", str(self.timeout)]
-            rc, so, se = run_child(cmd, self.timeout + 30)
+            rc, so, se = run_child(cmd, self.timeout + 30, rss=rss)
             if rc is None:
                 return {"timed_out": True, "error": f"timed out after {self.timeout:.0f} s"}
             if rc != 0:
@@ -325,7 +411,8 @@ class Rukong:
             if i >= self.warmup:
                 samples.append({"wall_ms": doc["stats"]["wall_ms"], "checked": True,
                                 "loadavg_1m": os.getloadavg()[0], **info})
-        return {"samples": samples, "tasks": doc["stats"].get("tasks")}
+        return {"samples": samples, "tasks": doc["stats"].get("tasks"),
+                "peak_rss_mb": max(rss)}
 
     def sleep_cluster(self, dag: Path, want: int) -> dict:
         def check(outputs):
@@ -348,6 +435,7 @@ class Rukong:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             start_new_session=True, env=env,
         )
+        sampler = RssSampler(up.pid)
         try:
             line = up.stdout.readline().strip()  # the engine URL, first line on stdout
             if not line.startswith("http://"):
@@ -362,8 +450,9 @@ class Rukong:
                 if i >= self.warmup:
                     s.update(checked=True, loadavg_1m=os.getloadavg()[0], **info)
                     samples.append(s)
-            return {"samples": samples}
+            return {"samples": samples, "peak_rss_mb": sampler.stop()}
         finally:
+            sampler.stop()
             stop_group(up, grace=10)
 
     # GEMM and TSQR: the DAG of `rukong gen gemm|tsqr --format json` (rukong's own
@@ -476,10 +565,11 @@ def peer_cell(engine: str, workload: str, warmup: int, timeout: float, tmp: Path
     # inside the child; this outer limit is only a backstop.
     limit = 120 + (warmup + 1) * (timeout + 30)
     t = time.perf_counter()
-    rc, so, se = run_child(cmd, limit)
+    rss = []
+    rc, so, se = run_child(cmd, limit, rss=rss)
     cell_s = time.perf_counter() - t
     doc = json.loads(out.read_text()) if out.exists() else {}
-    res = {"cell_s": cell_s, "startup_s": doc.get("startup_s"),
+    res = {"cell_s": cell_s, "startup_s": doc.get("startup_s"), "peak_rss_mb": rss[0],
            "versions": doc.get("versions"), "samples": doc.get("samples", []),
            "warmup_ms": doc.get("warmup_ms", [])}
     if doc.get("warmup_info"):
@@ -592,6 +682,8 @@ def summarize(results: dict, workloads, engines) -> dict:
                 "timeout_note": timeouts[0]["error"] if timeouts else None,
                 "errors": [c["error"] for c in errors],
                 "cells": len(cells),
+                "peak_rss_mb": max((c["peak_rss_mb"] for c in cells
+                                    if c.get("peak_rss_mb") is not None), default=None),
             }
             if e == "rukong-cluster":
                 rc = [s["redis_cmds_per_task"] for c in cells for s in c.get("samples", [])
@@ -691,6 +783,7 @@ def overhead_markdown(L: list, meta: dict, summary: dict, workloads, engines) ->
             cells.append(fmt_ratio(row[a]["median_wall_ms"], row[b]["median_wall_ms"]))
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
+    rss_table(L, summary, workloads, engines)
     if "rukong-cluster" in engines:
         L.append("rukong cluster details (medians): engine-reported elapsed and Redis "
                  "commands per task.")
@@ -743,8 +836,37 @@ def overhead_markdown(L: list, meta: dict, summary: dict, workloads, engines) ->
              "`client.compute(root, optimize_graph=False).result()`.")
     L.append("- Ray: `ray.init(num_cpus=2)`, `@ray.remote` tasks; timed from the first "
              "`.remote()` (Ray submits while the graph is built) to `ray.get(root)`.")
+    L.append("- big data: P producers each make an M MiB byte string (rukong's `blob`: byte "
+             "i is (31 i + seed) mod 256) and one task hashes them all in order (SHA-256); "
+             "rukong runs `rukong gen big-data` like the sleep fan-out, Dask and Ray the "
+             "same two functions in Python. rukong cluster keeps the blobs as files in the "
+             "proxy's tmpfs directory (`proxy.objects = shared`): that memory is not in any "
+             "process's resident size, so add P × M MiB to its peak while the blobs are "
+             "held (each is deleted once the hash has read it).")
     L.append("- Every engine's result is asserted against the closed form (tree root "
-             "N(N-1)/2, fan-in sink W + W(W-1)/2, chain end L-1, sleep sink W(W-1)/2).")
+             "N(N-1)/2, fan-in sink W + W(W-1)/2, chain end L-1, sleep sink W(W-1)/2, the "
+             "big-data digest computed in Python).")
+    L.append("")
+
+
+def rss_table(L: list, summary: dict, workloads, engines) -> None:
+    """Peak resident memory per engine: every process of a cell (rukong cluster: Redis,
+    proxy, engine and executors; Dask: scheduler and workers; Ray: GCS, raylet and
+    workers), summed, at its highest over the cell's runs (sampled every 100 ms)."""
+    L.append("Peak resident memory, MB: every process of the engine summed (rukong "
+             "cluster: Redis, proxy, engine, executors and the client; Dask: client, "
+             "scheduler and workers; Ray: driver, GCS, raylet and workers), at its highest "
+             "over the cell's runs, warm-ups included, sampled every 100 ms from /proc.")
+    L.append("")
+    cols = [LABELS[e] for e in engines]
+    L.append("| workload | " + " | ".join(cols) + " |")
+    L.append("|---|" + "|".join(["--:"] * len(cols)) + "|")
+    for wl in workloads:
+        cells = [workload_title(wl)]
+        for e in engines:
+            mb = summary[wl][e].get("peak_rss_mb")
+            cells.append("—" if mb is None else f"{mb:,.0f}")
+        L.append("| " + " | ".join(cells) + " |")
     L.append("")
 
 

@@ -253,14 +253,30 @@ impl FanInStore for MemoryStore {
         outputs: Vec<LevelWrite>,
         reqs: &[FlaggedArrival],
     ) -> StoreResult<Vec<Arrival>> {
-        // Every output is kept (write before count, no deletion): one that only its
-        // completer reads costs memory here, never a wrong answer.
+        // Write before counting, so that a child another parent completes meanwhile finds
+        // the output; then clear what this call wrote of an output whose every reader its
+        // own arrivals completed: this parent continues with it in hand, and a re-run of it
+        // is told "completes" again (as Redis, which leaves such an output unstored).
         let entry = self.job(job)?;
+        let mut elidable = Vec::new();
         for w in outputs {
             entry.check_task(w.task)?;
-            lock(&entry.outputs[w.task.get()]).get_or_insert(w.payload);
+            let mut cell = lock(&entry.outputs[w.task.get()]);
+            if cell.is_none() {
+                *cell = Some(w.payload);
+                if !w.readers.is_empty() {
+                    elidable.push((w.task, w.readers));
+                }
+            }
         }
-        self.record_flagged_arrivals(job, reqs).await
+        let arrivals = self.record_flagged_arrivals(job, reqs).await?;
+        for (task, readers) in elidable {
+            let completed = |&p: &u32| arrivals.get(p as usize).is_some_and(Arrival::completes);
+            if readers.iter().all(completed) {
+                lock(&entry.outputs[task.get()]).take();
+            }
+        }
+        Ok(arrivals)
     }
 
     async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
@@ -683,4 +699,40 @@ mod tests {
     use super::*;
 
     crate::store_conformance_tests!(async { MemoryStore::new() });
+
+    /// Unlike the contract's "may", this store never keeps an output that only the
+    /// children its own writer completes read: nobody would ever read or release it.
+    #[tokio::test]
+    async fn an_output_only_its_completer_reads_is_not_kept() {
+        use crate::Value;
+        use crate::store::conformance::{req, sample_plan};
+        let s = MemoryStore::new();
+        let plan = sample_plan("elide");
+        s.put_job(plan.clone()).await.unwrap();
+        let d = &plan.dag;
+        let (a, b) = (d.lookup("a").unwrap(), d.lookup("b").unwrap());
+        let write = |task, v: i64| LevelWrite {
+            task,
+            payload: Payload::Inline(Value::Int(v)),
+            readers: vec![0],
+        };
+        let at_c = |parent| FlaggedArrival {
+            req: req(&plan, "c", parent),
+            skipped: false,
+        };
+        let first = s
+            .put_outputs_and_arrive(&plan.job, vec![write(a, 1)], &[at_c("a")])
+            .await
+            .unwrap();
+        assert!(!first[0].completes());
+        let done = s
+            .put_outputs_and_arrive(&plan.job, vec![write(b, 2)], &[at_c("b")])
+            .await
+            .unwrap();
+        assert!(done[0].completes());
+        assert_eq!(
+            s.get_outputs(&plan.job, &[a, b]).await.unwrap(),
+            vec![Some(Payload::Inline(Value::Int(1))), None]
+        );
+    }
 }
