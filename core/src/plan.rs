@@ -55,12 +55,53 @@ impl JobConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A job's plan. It is stored without its schedule, which depends only on the DAG and
+/// [`JobConfig::proxy_fanout`] and is computed again on load (milliseconds for a million
+/// tasks), so a plan's `schedule` must be `schedule(&dag, config.proxy_fanout)`.
+#[derive(Clone, Debug)]
 pub struct JobPlan {
     pub job: JobId,
     pub dag: Dag,
     pub schedule: Schedule,
     pub config: JobConfig,
+}
+
+#[derive(Serialize)]
+struct StoredPlanRef<'a> {
+    job: &'a JobId,
+    dag: &'a Dag,
+    config: &'a JobConfig,
+}
+
+#[derive(Deserialize)]
+struct StoredPlan {
+    job: JobId,
+    dag: Dag,
+    config: JobConfig,
+}
+
+impl Serialize for JobPlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoredPlanRef {
+            job: &self.job,
+            dag: &self.dag,
+            config: &self.config,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobPlan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p = StoredPlan::deserialize(d)?;
+        let schedule = crate::schedule::schedule(&p.dag, p.config.proxy_fanout);
+        Ok(JobPlan {
+            job: p.job,
+            dag: p.dag,
+            schedule,
+            config: p.config,
+        })
+    }
 }
 
 impl JobPlan {

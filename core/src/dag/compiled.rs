@@ -1,8 +1,9 @@
 //! The validated DAG in a compact, index-based form (compressed sparse rows).
 //!
 //! Executors walk it on the hot path, so every lookup is an array index: no hashing, no
-//! string compares. It serializes to MessagePack for the store (the id index is rebuilt on
-//! load).
+//! string compares. It serializes to MessagePack for the store without what it derives
+//! from the dependency lists (children, counts, sources; [`super::link`]), which is rebuilt
+//! on load with the id index.
 
 use crate::dag::spec::{Guard, Join, Resources};
 use crate::ids::{TaskId, TaskIdx};
@@ -29,12 +30,11 @@ pub struct TaskExtras {
     pub join: Option<Join>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Dag {
     pub(crate) name: String,
     pub(crate) ids: Vec<TaskId>,
     /// Id → index, built on first lookup: executors never need it.
-    #[serde(skip)]
     pub(crate) index: OnceLock<HashMap<TaskId, TaskIdx>>,
     /// Distinct function names; `task_func` indexes into it.
     pub(crate) funcs: Vec<String>,
@@ -54,8 +54,21 @@ pub struct Dag {
     pub(crate) sinks: usize,
     pub(crate) extras: BTreeMap<u32, TaskExtras>,
     /// Whether any task has a guard (so that some task may be skipped), on first ask.
-    #[serde(skip)]
     pub(crate) guarded: OnceLock<bool>,
+}
+
+impl Serialize for Dag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        super::link::StoredRef::of(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::link::Stored::deserialize(d)?
+            .into_dag()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Dag {

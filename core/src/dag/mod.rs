@@ -3,6 +3,7 @@
 
 pub mod compact;
 pub mod compiled;
+mod link;
 pub mod spec;
 pub mod validate;
 

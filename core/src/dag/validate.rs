@@ -3,7 +3,7 @@
 //! Every check is iterative and linear in tasks plus edges, so a 1,000,000-task chain (or a
 //! cycle through all of it) validates in well under a second.
 
-use crate::dag::compiled::{Child, Dag, TaskExtras};
+use crate::dag::compiled::{Dag, TaskExtras};
 use crate::dag::spec::{DagSpec, TaskSpec};
 use crate::error::DagError;
 use crate::ids::{TaskId, TaskIdx};
@@ -167,68 +167,13 @@ pub fn validate(
         });
     }
 
-    // Distinct dependencies and each parent's position among them (the fan-in bit).
-    let mut needed = vec![0u32; n];
-    let mut out_count = vec![0u32; n + 1];
-    let mut edge_pos: Vec<u32> = vec![0; deps.len()];
-    let mut seen: FxHashMap<TaskIdx, u32> = FxHashMap::default();
-    for t in 0..n {
-        let range = dep_off[t] as usize..dep_off[t + 1] as usize;
-        let ds = &deps[range.clone()];
-        let mut distinct = 0u32;
-        if ds.len() <= 16 {
-            for (k, d) in ds.iter().enumerate() {
-                match ds[..k].iter().position(|x| x == d) {
-                    Some(first) => edge_pos[range.start + k] = edge_pos[range.start + first] | DUP,
-                    None => {
-                        edge_pos[range.start + k] = distinct;
-                        distinct += 1;
-                        out_count[d.get()] += 1;
-                    }
-                }
-            }
-        } else {
-            seen.clear();
-            for (k, d) in ds.iter().enumerate() {
-                match seen.get(d) {
-                    Some(&p) => edge_pos[range.start + k] = p | DUP,
-                    None => {
-                        seen.insert(*d, distinct);
-                        edge_pos[range.start + k] = distinct;
-                        distinct += 1;
-                        out_count[d.get()] += 1;
-                    }
-                }
-            }
-        }
-        needed[t] = distinct;
-    }
-    // Children in CSR, in child-index order.
-    let mut child_off = vec![0u32; n + 1];
-    for t in 0..n {
-        child_off[t + 1] = child_off[t] + out_count[t];
-    }
-    let mut fill: Vec<u32> = child_off[..n].to_vec();
-    let mut children = vec![
-        Child {
-            task: TaskIdx(0),
-            pos: 0
-        };
-        child_off[n] as usize
-    ];
-    for t in 0..n {
-        for e in dep_off[t] as usize..dep_off[t + 1] as usize {
-            if edge_pos[e] & DUP != 0 {
-                continue;
-            }
-            let d = deps[e].get();
-            children[fill[d] as usize] = Child {
-                task: TaskIdx(t as u32),
-                pos: edge_pos[e],
-            };
-            fill[d] += 1;
-        }
-    }
+    let super::link::Linked {
+        needed,
+        child_off,
+        children,
+        sources,
+        out_count,
+    } = super::link::link(n, &dep_off, &deps);
 
     let outputs: Vec<TaskIdx> = match &outputs_spec {
         Some(outs) => outs
@@ -241,10 +186,6 @@ pub fn validate(
             .collect(),
     };
     drop(index);
-    let sources: Vec<TaskIdx> = (0..n)
-        .filter(|&t| needed[t] == 0)
-        .map(|t| TaskIdx(t as u32))
-        .collect();
     let sinks = (0..n).filter(|&t| out_count[t] == 0).count();
 
     let mut extras = BTreeMap::new();
@@ -294,9 +235,6 @@ pub fn validate(
     }
     Ok(dag)
 }
-
-/// Marks a repeated dependency in the edge-position scratch array.
-const DUP: u32 = 1 << 31;
 
 /// An id is 1 to 128 characters from `[A-Za-z0-9_.-]`.
 pub fn check_id(id: &str) -> Result<(), &'static str> {
