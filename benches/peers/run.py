@@ -199,16 +199,19 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # Zombies still count for killpg(0); treat a group of zombies as gone.
+    return any(int(f[2]) == pgid and f[0] != "Z" for _, f in proc_stats())
+
+
+def proc_stats():
+    """(pid, the fields of /proc/PID/stat after the command name) for every process:
+    field 0 is the state, 1 the parent, 2 the process group, 21 the resident pages."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            yield int(d.name), (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 class RssSampler:
@@ -224,16 +227,7 @@ class RssSampler:
         self._thread.start()
 
     def _sample(self) -> int:
-        procs = {}
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # fields: state ppid pgrp … rss (pages) is field 24 of stat, index 21 here.
-            procs[int(d.name)] = (int(fields[1]), int(fields[2]), int(fields[21]))
+        procs = {pid: (int(f[1]), int(f[2]), int(f[21])) for pid, f in proc_stats()}
         tree = {self.pid}
         grew = True
         while grew:

@@ -3,13 +3,12 @@
 mod common;
 
 use common::{TestServer, server_config, within};
-use rukong_core::dag::{DagSpec, Limits, validate};
 use rukong_core::error::StoreError;
 use rukong_core::messages::{Invocation, Payload};
 use rukong_core::proxy::{FanOutReply, FanOutRequest, Proxy, ProxyError};
 use rukong_core::store::memory::MemoryStore;
 use rukong_core::store::{InvocationQueue, JobStore};
-use rukong_core::{ExecClass, ExecutorId, JobConfig, JobId, JobPlan, TaskIdx, Value, schedule};
+use rukong_core::{ExecClass, ExecutorId, JobId, JobPlan, TaskIdx, Value};
 use rukong_kvstore_proxy::LocalProxy;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,19 +24,7 @@ fn wide_plan(job: &str) -> Arc<JobPlan> {
         yaml.push_str(&format!("  - {{id: c{i}, fn: identity, deps: [s]}}\n"));
     }
     yaml.push_str("  - {id: j, fn: add, deps: [s, o]}\n");
-    let dag = validate(
-        DagSpec::from_yaml_str(&yaml).unwrap(),
-        &Limits::default(),
-        &|_| true,
-    )
-    .unwrap();
-    let schedule = schedule::schedule(&dag, 10);
-    Arc::new(JobPlan {
-        job: JobId::new(job),
-        dag,
-        schedule,
-        config: JobConfig::default(),
-    })
+    common::plan(job, &yaml)
 }
 
 fn fan_out_of(plan: &JobPlan, parent: &str) -> FanOutRequest {

@@ -6,14 +6,13 @@ mod common;
 
 use bytes::Bytes;
 use common::{TEST_MAX_OBJECT, TestServer, remote_config, server_config, within};
-use rukong_core::dag::{DagSpec, Limits, validate};
 use rukong_core::error::StoreError;
 use rukong_core::messages::ObjectKey;
 use rukong_core::proxy::remote::{RemoteConfig, RemoteProxy};
 use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::store::memory::MemoryStore;
 use rukong_core::store::{JobStore, ObjectStore, Release, is_tombstone};
-use rukong_core::{JobConfig, JobId, JobPlan, TaskIdx, schedule};
+use rukong_core::{JobId, JobPlan, TaskIdx};
 use rukong_kvstore_proxy::{ObjectBackend, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,19 +28,18 @@ fn blob(len: usize, seed: u8) -> Bytes {
 /// A two-task job `a -> b`, so that `a`'s output has one reader.
 fn plan(job: &str) -> Arc<JobPlan> {
     let yaml = "name: pair\ntasks:\n  - {id: a, fn: const, args: [1]}\n  - {id: b, fn: identity, deps: [a]}\n";
-    let dag = validate(
-        DagSpec::from_yaml_str(yaml).unwrap(),
-        &Limits::default(),
-        &|_| true,
+    common::plan(job, yaml)
+}
+
+/// A private directory for the proxy's objects, and a store.
+fn setup() -> (tempfile::TempDir, PathBuf, Arc<MemoryStore>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("objects");
+    (
+        tmp,
+        dir,
+        Arc::new(MemoryStore::with_max_object(TEST_MAX_OBJECT)),
     )
-    .unwrap();
-    let schedule = schedule::schedule(&dag, 10);
-    Arc::new(JobPlan {
-        job: JobId::new(job),
-        dag,
-        schedule,
-        config: JobConfig::default(),
-    })
 }
 
 fn shared_config(dir: &Path) -> ServerConfig {
@@ -72,9 +70,7 @@ fn file(dir: &Path, job: &str, task: u32) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_the_host_share_objects_as_files_and_others_go_through_the_proxy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("objects");
-    let store = Arc::new(MemoryStore::with_max_object(TEST_MAX_OBJECT));
+    let (_tmp, dir, store) = setup();
     let server = TestServer::start(store.clone(), shared_config(&dir)).await;
     let here = server.client(None).await;
     let there = off_host_client(&server).await;
@@ -134,9 +130,7 @@ async fn clients_on_the_host_share_objects_as_files_and_others_go_through_the_pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_object_is_discarded_and_its_tombstone_found_in_the_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("objects");
-    let store = Arc::new(MemoryStore::with_max_object(TEST_MAX_OBJECT));
+    let (_tmp, dir, store) = setup();
     let server = TestServer::start(store.clone(), shared_config(&dir)).await;
     let here = server.client(None).await;
     let there = off_host_client(&server).await;
@@ -173,9 +167,7 @@ async fn a_released_object_is_discarded_and_its_tombstone_found_in_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_objects_go_once_the_store_no_longer_has_it() {
     for backend in [ObjectBackend::Shared, ObjectBackend::Memory] {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("objects");
-        let store = Arc::new(MemoryStore::with_max_object(TEST_MAX_OBJECT));
+        let (_tmp, dir, store) = setup();
         let config = ServerConfig {
             objects: backend,
             shared_dir: Some(dir.clone()),
@@ -222,9 +214,7 @@ async fn a_jobs_objects_go_once_the_store_no_longer_has_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_cannot_be_written_goes_to_the_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("objects");
-    let store = Arc::new(MemoryStore::with_max_object(TEST_MAX_OBJECT));
+    let (_tmp, dir, store) = setup();
     let server = TestServer::start(store.clone(), shared_config(&dir)).await;
     let here = server.client(None).await;
     // A plain file where the job's directory would be: no object can be written there.
@@ -240,9 +230,7 @@ async fn a_file_that_cannot_be_written_goes_to_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restarted_on_the_same_directory_still_serves_its_objects() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("objects");
-    let store = Arc::new(MemoryStore::with_max_object(TEST_MAX_OBJECT));
+    let (_tmp, dir, store) = setup();
     let p = plan("kept");
     store.put_job(p.clone()).await.unwrap();
     let key = ObjectKey::for_output(&p.job, TaskIdx(0));

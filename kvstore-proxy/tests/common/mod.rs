@@ -1,8 +1,10 @@
 //! Starting and stopping a proxy server in-process, over a `MemoryStore`, for the tests.
 #![allow(dead_code)] // each test file uses a different part
 
+use rukong_core::dag::{DagSpec, Limits, validate};
 use rukong_core::proxy::remote::{RemoteConfig, RemoteProxy};
 use rukong_core::store::memory::MemoryStore;
+use rukong_core::{JobConfig, JobId, JobPlan, schedule};
 use rukong_kvstore_proxy::{ServerConfig, serve};
 use std::future::Future;
 use std::io;
@@ -12,6 +14,23 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// A stored plan for `job` from a DAG file's text, with the default job settings.
+pub fn plan(job: &str, yaml: &str) -> Arc<JobPlan> {
+    let dag = validate(
+        DagSpec::from_yaml_str(yaml).expect("the test DAG parses"),
+        &Limits::default(),
+        &|_| true,
+    )
+    .expect("the test DAG is valid");
+    let config = JobConfig::default();
+    Arc::new(JobPlan {
+        job: JobId::new(job),
+        schedule: schedule::schedule(&dag, config.proxy_fanout),
+        dag,
+        config,
+    })
+}
 
 /// The most any one step of a test may take.
 pub const STEP: Duration = Duration::from_secs(30);
