@@ -97,7 +97,21 @@ fn the_cluster_runs_every_example_and_large_dags_exactly() {
 
 #[test]
 fn large_objects_travel_as_files_on_the_proxy_s_host_and_go_once_read() {
-    let c = Cluster::start(Options::default());
+    large_objects_in_the_shared_directory(true);
+}
+
+#[test]
+fn large_objects_from_another_host_go_to_the_shared_directory_through_the_proxy() {
+    large_objects_in_the_shared_directory(false);
+}
+
+/// Executors and the engine reach the objects as files (`share_host`) or only through the
+/// proxy; either way the proxy's directory holds them, not Redis.
+fn large_objects_in_the_shared_directory(share_host: bool) {
+    let c = Cluster::start(Options {
+        share_host,
+        ..Options::default()
+    });
     let n = 2 << 20;
     let mut b = JobBuilder::new("shared-objects");
     for i in 0..6 {

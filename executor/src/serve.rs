@@ -41,6 +41,9 @@ pub struct ServeConfig {
     pub redis: RedisConfig,
     /// The KV-store proxy's address (`host:port`).
     pub proxy: String,
+    /// Read and write objects in the proxy's shared directory when it is on this host
+    /// ([`RemoteConfig::share_host_objects`]); `false`: always through the proxy.
+    pub share_host_objects: bool,
     /// The shared token the proxy checks (`None`: an insecure cluster).
     pub token: Option<String>,
     /// The executor on the `cpu` queue.
@@ -60,6 +63,7 @@ impl ServeConfig {
         ServeConfig {
             redis: RedisConfig::default(),
             proxy: "127.0.0.1:7070".into(),
+            share_host_objects: true,
             token: None,
             executor,
             gpu: None,
@@ -95,8 +99,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let store = Arc::new(connect_store(&config.redis, config.patience).await?);
-    let proxy =
-        Arc::new(connect_proxy(&config.proxy, config.token.clone(), config.patience).await?);
+    let proxy = Arc::new(
+        connect_proxy(
+            &config.proxy,
+            config.token.clone(),
+            config.share_host_objects,
+            config.patience,
+        )
+        .await?,
+    );
     let registry = Arc::new(registry);
     let id = config.executor.id.clone();
     let started = |c: ExecutorConfig| {
@@ -174,15 +185,20 @@ pub async fn connect_store(
 }
 
 /// Connects to the proxy at `addr`, retrying for up to `patience` (a refused token is
-/// not retried).
+/// not retried); `share_host_objects` as [`RemoteConfig::share_host_objects`].
 pub async fn connect_proxy(
     addr: &str,
     token: Option<String>,
+    share_host_objects: bool,
     patience: Duration,
 ) -> Result<RemoteProxy, ServeError> {
     let t0 = Instant::now();
+    let config = RemoteConfig {
+        share_host_objects,
+        ..RemoteConfig::default()
+    };
     loop {
-        match RemoteProxy::connect(addr.to_owned(), token.clone(), RemoteConfig::default()).await {
+        match RemoteProxy::connect(addr.to_owned(), token.clone(), config.clone()).await {
             Ok(p) => return Ok(p),
             Err(e) if e.is_retryable() && t0.elapsed() < patience => {
                 tracing::warn!(error = %e, %addr, "proxy not reachable yet; retrying");

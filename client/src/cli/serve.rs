@@ -38,7 +38,15 @@ pub async fn connect_store(s: &Settings, patience: Duration) -> Result<RedisStor
 /// Connects to the proxy, retrying for up to `patience`.
 pub async fn connect_proxy(s: &Settings, patience: Duration) -> Result<RemoteProxy, BoxError> {
     let proxy = s.proxy_addr();
-    Ok(rukong_executor::serve::connect_proxy(&proxy, s.token.clone(), patience).await?)
+    Ok(
+        rukong_executor::serve::connect_proxy(
+            &proxy,
+            s.token.clone(),
+            s.proxy.share_host,
+            patience,
+        )
+        .await?,
+    )
 }
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -164,6 +172,7 @@ pub fn serve_config(s: &Settings) -> Result<ServeConfig, BoxError> {
     Ok(ServeConfig {
         redis: redis_config(s),
         proxy: s.proxy_addr(),
+        share_host_objects: s.proxy.share_host,
         token: s.token.clone(),
         executor: config,
         gpu: s.gpu.config()?,

@@ -101,6 +101,9 @@ pub struct ProxySettings {
     pub objects: String,
     /// The directory of `objects = "shared"`; unset: `/dev/shm/rukong-proxy-<port>`.
     pub shared_dir: Option<String>,
+    /// Whether an executor or engine on the proxy's host reads and writes objects in its
+    /// shared directory (false: always through the proxy, as from another host).
+    pub share_host: bool,
     pub max_object: usize,
 }
 
@@ -178,6 +181,7 @@ impl Default for ProxySettings {
             advertise: None,
             objects: "shared".into(),
             shared_dir: None,
+            share_host: true,
             max_object: 64 << 20,
         }
     }

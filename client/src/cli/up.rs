@@ -311,6 +311,10 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
         ("RUKONG_PROXY__LISTEN".into(), s.proxy.listen.clone()),
         ("RUKONG_PROXY__OBJECTS".into(), s.proxy.objects.clone()),
         (
+            "RUKONG_PROXY__SHARE_HOST".into(),
+            s.proxy.share_host.to_string(),
+        ),
+        (
             "RUKONG_PROXY__MAX_OBJECT".into(),
             s.proxy.max_object.to_string(),
         ),

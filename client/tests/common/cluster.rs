@@ -31,6 +31,9 @@ pub struct Options {
     pub executor_bin: Option<std::path::PathBuf>,
     /// `proxy.objects`: `shared` (files in [`Cluster::shared_dir`]), `store` or `memory`.
     pub proxy_objects: &'static str,
+    /// `proxy.share_host`: false makes executors and the engine reach objects through the
+    /// proxy only, as from another host.
+    pub share_host: bool,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             executor_args: Vec::new(),
             executor_bin: None,
             proxy_objects: "shared",
+            share_host: true,
         }
     }
 }
@@ -133,6 +137,7 @@ impl Cluster {
             .env("RUKONG_PROXY__LISTEN", &self.proxy_addr)
             .env("RUKONG_PROXY__SHARED_DIR", self.shared_dir.path())
             .env("RUKONG_PROXY__OBJECTS", self.opts.proxy_objects)
+            .env("RUKONG_PROXY__SHARE_HOST", self.opts.share_host.to_string())
             .env("RUKONG_ENGINE__MAX_BODY", self.opts.max_body.to_string())
             .env(
                 "RUKONG_EXECUTOR__VISIBILITY_TIMEOUT_MS",
