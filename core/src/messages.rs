@@ -86,6 +86,15 @@ impl Payload {
     pub fn is_skipped(&self) -> bool {
         matches!(self, Payload::Skipped)
     }
+
+    /// About how many bytes it takes as it travels.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Payload::Inline(v) => v.approx_size(),
+            Payload::Object(k) => k.as_str().len(),
+            Payload::Skipped => 1,
+        }
+    }
 }
 
 /// An input that an invocation brings along, so the receiver need not fetch it.

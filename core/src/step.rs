@@ -368,7 +368,9 @@ pub fn pack(
                 }],
                 None => Vec::new(),
             };
-            out[class as usize].extend(run.chunks(config.chunk_size(run.len())).map(|group| {
+            let bytes: usize = inputs.iter().map(|k| k.payload.approx_size()).sum();
+            let size = config.chunk_size_carrying(run.len(), bytes);
+            out[class as usize].extend(run.chunks(size).map(|group| {
                 Invocation::new(
                     job.clone(),
                     group

@@ -513,6 +513,40 @@ fn packing_batches_per_parent_and_class() {
     assert!(cpu.len() >= 4, "12 children over 1 slot: several chunks");
 }
 
+#[test]
+fn a_fan_out_of_a_large_inline_output_packs_fewer_starts_per_invocation() {
+    let d = wide_fan_out();
+    let job = JobId::new("pack-bytes");
+    let src = t(&d, "s");
+    let sends: Vec<Send> = d
+        .children(src)
+        .iter()
+        .filter(|c| d.class(c.task) == ExecClass::Cpu)
+        .map(|c| Send {
+            task: c.task,
+            from: Some(src),
+            class: ExecClass::Cpu,
+        })
+        .collect();
+    let config = JobConfig {
+        slots_hint: 1,
+        max_starts_per_invocation: 100,
+        ..JobConfig::default()
+    };
+    let of = |bytes: usize| {
+        let [cpu, _] = pack(&job, &config, &sends, |_| {
+            Payload::Inline(crate::Value::Bytes(vec![7u8; bytes].into()))
+        });
+        cpu.iter().map(|i| i.starts.len()).max().unwrap_or(0)
+    };
+    // Small inputs: the slots' share (12 children / 4 per slot, at most 100).
+    assert_eq!(of(10), 3);
+    // 1.5 MiB each: two starts fit the 4 MiB budget.
+    assert_eq!(of(3 << 19), 2);
+    // Larger than the budget: one start per invocation, never zero.
+    assert_eq!(of(5 << 20), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // A whole job, modelled: invocations re-run after a crash at any point of any step.
 
