@@ -23,6 +23,11 @@ impl<S: Store> LocalProxy<S> {
         Self::with_max_object(store, rukong_core::store::memory::DEFAULT_MAX_OBJECT)
     }
 
+    /// The store it works on.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
     /// A proxy that refuses objects larger than `max_object` bytes.
     pub fn with_max_object(store: Arc<S>, max_object: usize) -> Self {
         LocalProxy { store, max_object }

@@ -151,14 +151,18 @@ pub fn default_shared_dir(port: u16) -> PathBuf {
 /// What every connection shares.
 struct Shared<S> {
     proxy: LocalProxy<S>,
-    store: Arc<S>,
-    /// The objects, when [`ObjectBackend::Memory`].
-    memory: Option<Mutex<HashMap<ObjectKey, Bytes>>>,
-    /// The directory, when [`ObjectBackend::Shared`].
-    dir: Option<SharedDir>,
+    kept: Kept,
     /// What accepted clients are told about objects.
     offer: ObjectsOffer,
     config: ServerConfig,
+}
+
+/// Where the proxy itself keeps objects ([`ServerConfig::objects`]).
+enum Kept {
+    /// Nowhere: the store has them.
+    Store,
+    Memory(Mutex<HashMap<ObjectKey, Bytes>>),
+    Dir(SharedDir),
 }
 
 /// Serves the proxy on `listener` until `shutdown` completes, then drains (see the module
@@ -177,7 +181,9 @@ pub async fn serve<S: Store>(
         objects = ?config.objects,
         "proxy listening"
     );
-    let (dir, probe) = match config.objects {
+    let (kept, probe) = match config.objects {
+        ObjectBackend::Store => (Kept::Store, None),
+        ObjectBackend::Memory => (Kept::Memory(Mutex::new(HashMap::new())), None),
         ObjectBackend::Shared => {
             let path = config
                 .shared_dir
@@ -190,27 +196,25 @@ pub async fn serve<S: Store>(
                 )
             })?;
             tracing::info!(dir = %path.display(), "objects shared on this host");
-            (Some(dir), Some(probe))
+            (Kept::Dir(dir), Some(probe))
         }
-        _ => (None, None),
     };
     let offer = ObjectsOffer {
         max_object: config.max_object as u64,
-        kept: config.objects != ObjectBackend::Store,
-        shared_dir: dir
-            .as_ref()
-            .map(|d| d.path().to_string_lossy().into_owned()),
+        kept: !matches!(kept, Kept::Store),
+        shared_dir: match &kept {
+            Kept::Dir(d) => Some(d.path().to_string_lossy().into_owned()),
+            _ => None,
+        },
         probe,
     };
     let shared = Arc::new(Shared {
-        proxy: LocalProxy::with_max_object(store.clone(), config.max_object),
-        store,
-        memory: (config.objects == ObjectBackend::Memory).then(|| Mutex::new(HashMap::new())),
-        dir,
+        proxy: LocalProxy::with_max_object(store, config.max_object),
+        kept,
         offer,
         config,
     });
-    let sweeper = (shared.config.objects != ObjectBackend::Store).then(|| {
+    let sweeper = (!matches!(shared.kept, Kept::Store)).then(|| {
         let shared = shared.clone();
         tokio::spawn(async move {
             loop {
@@ -450,7 +454,7 @@ impl<S: Store> Shared<S> {
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
-        if self.memory.is_none() && self.dir.is_none() {
+        if matches!(self.kept, Kept::Store) {
             return self.proxy.put_object(key, data).await;
         }
         if data.len() > self.config.max_object {
@@ -461,17 +465,20 @@ impl<S: Store> Shared<S> {
             }
             .into());
         }
-        if let Some(memory) = &self.memory {
-            lock(memory).insert(key.clone(), data);
-            return Ok(());
-        }
-        if let Some(dir) = self.dir.clone() {
-            let (k, d) = (key.clone(), data.clone());
-            match blocking(move || dir.put(&k, &d)).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(%key, error = %e, "cannot write a shared object; storing it in the store")
+        match &self.kept {
+            Kept::Store => {}
+            Kept::Memory(memory) => {
+                lock(memory).insert(key.clone(), data);
+                return Ok(());
+            }
+            Kept::Dir(dir) => {
+                let (dir, k, d) = (dir.clone(), key.clone(), data.clone());
+                match blocking(move || dir.put(&k, &d)).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "cannot write a shared object; storing it in the store")
+                    }
                 }
             }
         }
@@ -479,21 +486,22 @@ impl<S: Store> Shared<S> {
     }
 
     async fn get(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
-        if let Some(memory) = &self.memory
-            && let Some(data) = lock(memory).get(key).cloned()
-        {
-            return Ok(Some(data));
-        }
-        if let Some(dir) = self.dir.clone() {
-            let k = key.clone();
-            match blocking(move || dir.get(&k)).await {
-                Ok(Some(data)) => return Ok(Some(data)),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(%key, error = %e, "cannot read a shared object"),
+        let here = match &self.kept {
+            Kept::Store => None,
+            Kept::Memory(memory) => lock(memory).get(key).cloned(),
+            Kept::Dir(dir) => {
+                let (dir, k) = (dir.clone(), key.clone());
+                blocking(move || dir.get(&k)).await.unwrap_or_else(|e| {
+                    tracing::warn!(%key, error = %e, "cannot read a shared object");
+                    None
+                })
             }
+        };
+        match here {
+            Some(data) => Ok(Some(data)),
+            // Not kept here: in the store, or released (its tombstone is in the store).
+            None => self.proxy.get_object(key).await,
         }
-        // Not kept here: in the store, or released (its tombstone is in the store).
-        self.proxy.get_object(key).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> ProxyResult<()> {
@@ -502,62 +510,74 @@ impl<S: Store> Shared<S> {
     }
 
     async fn discard(&self, key: &ObjectKey) -> ProxyResult<()> {
-        if let Some(memory) = &self.memory {
-            lock(memory).remove(key);
-        }
-        if let Some(dir) = self.dir.clone() {
-            let k = key.clone();
-            blocking(move || dir.remove(&k))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("cannot delete {key}: {e}")))?;
+        match &self.kept {
+            Kept::Store => {}
+            Kept::Memory(memory) => {
+                lock(memory).remove(key);
+            }
+            Kept::Dir(dir) => {
+                let (dir, k) = (dir.clone(), key.clone());
+                blocking(move || dir.remove(&k))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("cannot delete {key}: {e}")))?;
+            }
         }
         Ok(())
     }
 
     /// Drops the objects of every job the store no longer has.
     async fn sweep(&self) {
-        let jobs: Vec<JobId> = if let Some(memory) = &self.memory {
-            let map = lock(memory);
-            let mut jobs: Vec<JobId> = map
-                .keys()
-                .filter_map(|k| k.owner().map(|(job, _)| JobId::new(job)))
-                .collect();
-            jobs.sort();
-            jobs.dedup();
-            jobs
-        } else if let Some(dir) = self.dir.clone() {
-            match blocking(move || dir.jobs()).await {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot list shared objects");
-                    return;
+        let jobs: Vec<JobId> = match &self.kept {
+            Kept::Store => return,
+            Kept::Memory(memory) => {
+                let mut jobs: Vec<JobId> = lock(memory)
+                    .keys()
+                    .filter_map(|k| k.owner().map(|(job, _)| JobId::new(job)))
+                    .collect();
+                jobs.sort();
+                jobs.dedup();
+                jobs
+            }
+            Kept::Dir(dir) => {
+                let dir = dir.clone();
+                match blocking(move || dir.jobs()).await {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list shared objects");
+                        return;
+                    }
                 }
             }
-        } else {
-            return;
         };
         for job in jobs {
-            match self.store.job_state(&job).await {
+            match self.proxy.store().job_state(&job).await {
                 Err(StoreError::UnknownJob(_)) => {}
                 // Still there, or the store cannot say: keep its objects.
                 _ => continue,
             }
-            let freed = if let Some(memory) = &self.memory {
-                let mut map = lock(memory);
-                let before: u64 = map.values().map(|v| v.len() as u64).sum();
-                map.retain(|k, _| !k.belongs_to(&job));
-                before - map.values().map(|v| v.len() as u64).sum::<u64>()
-            } else if let Some(dir) = self.dir.clone() {
-                let j = job.clone();
-                match blocking(move || dir.remove_job(&j)).await {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        tracing::warn!(%job, error = %e, "cannot delete a job's shared objects");
-                        continue;
+            let freed = match &self.kept {
+                Kept::Store => 0,
+                Kept::Memory(memory) => {
+                    let mut freed = 0;
+                    lock(memory).retain(|k, v| {
+                        let gone = k.belongs_to(&job);
+                        if gone {
+                            freed += v.len() as u64;
+                        }
+                        !gone
+                    });
+                    freed
+                }
+                Kept::Dir(dir) => {
+                    let (dir, j) = (dir.clone(), job.clone());
+                    match blocking(move || dir.remove_job(&j)).await {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            tracing::warn!(%job, error = %e, "cannot delete a job's shared objects");
+                            continue;
+                        }
                     }
                 }
-            } else {
-                0
             };
             tracing::debug!(%job, bytes = freed, "dropped the objects of a job the store no longer has");
         }
