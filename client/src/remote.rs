@@ -131,6 +131,37 @@ impl EngineClient {
         content_type: &str,
         trace: bool,
     ) -> Result<JobId, RemoteError> {
+        self.post_job(content_type, trace, |req| req.send(body))
+    }
+
+    /// Submits `spec`, traced when `trace`. A DAG with a compact form goes in it, encoded
+    /// while it is sent (chunked), so that neither side holds the whole body; the engine
+    /// decodes it as it arrives. Others go as JSON, so that the engine names the problem.
+    pub fn submit_spec_traced(
+        &self,
+        spec: &rukong_core::DagSpec,
+        trace: bool,
+    ) -> Result<JobId, RemoteError> {
+        match rukong_core::dag::CompactDag::from_spec(spec) {
+            Some(c) => {
+                let body = rukong_core::chunks::pipe(8, move |w| c.write_to(w));
+                self.post_job(rukong_core::dag::compact::CONTENT_TYPE, trace, |req| {
+                    req.send(ureq::SendBody::from_owned_reader(body))
+                })
+            }
+            None => self.submit_bytes_traced(spec.to_json().as_bytes(), "application/json", trace),
+        }
+    }
+
+    /// `POST /jobs`, the body sent by `send`.
+    fn post_job(
+        &self,
+        content_type: &str,
+        trace: bool,
+        send: impl FnOnce(
+            ureq::RequestBuilder<ureq::typestate::WithBody>,
+        ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<JobId, RemoteError> {
         let url = if trace {
             format!("{}/jobs?trace=1", self.base)
         } else {
@@ -140,13 +171,12 @@ impl EngineClient {
         if let Some(a) = self.auth() {
             req = req.header("Authorization", &a);
         }
-        let j = self.finish(&url, req.send(body))?;
+        let j = self.finish(&url, send(req))?;
         Ok(JobId::new(j["job"].as_str().unwrap_or_default()))
     }
 
     pub fn submit(&self, spec: &rukong_core::DagSpec) -> Result<JobId, RemoteError> {
-        let (body, ctype) = submission_body(spec);
-        self.submit_bytes(&body, ctype)
+        self.submit_spec_traced(spec, false)
     }
 
     pub fn status(&self, job: &JobId) -> Result<RemoteStatus, RemoteError> {

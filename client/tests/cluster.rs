@@ -58,7 +58,8 @@ fn the_cluster_runs_every_example_and_large_dags_exactly() {
         assert_eq!(v["outputs"], expected_json(&w), "{file}");
         assert_eq!(v["stats"]["tasks"], w.task_count() as u64, "{file}");
     }
-    // Over 1 MiB of YAML: `rukong run` parses it and sends the compact form.
+    // Over 1 MiB of YAML: `rukong run` parses it and sends the compact form, encoded while
+    // it is sent (chunked, several chunks); the engine decodes it as it arrives.
     let wide = Workload::FanoutFanin { width: 30_000 };
     let yaml = to_yaml(&wide.generate());
     assert!(yaml.len() > 1 << 20, "{} bytes", yaml.len());
@@ -413,27 +414,54 @@ fn bad_requests_get_clear_4xx_and_the_engine_keeps_serving() {
         assert_eq!(got, status, "{what}: {text}");
         assert!(text.contains(needle), "{what}: {text}");
     }
-    // An oversized body is refused with 413 once the limit is crossed, and the connection is
-    // closed while the client may still be writing: send from a thread, read the answer here.
-    {
+    // An oversized body is refused with 413: at once when its declared length is over the
+    // limit, and once the limit is crossed when it comes in chunks (a streamed compact
+    // body). The connection may be closed while the client is still writing: send from a
+    // thread, read the answer here.
+    for (ctype, chunked) in [
+        ("application/json", false),
+        (rukong_core::dag::compact::CONTENT_TYPE, false),
+        (rukong_core::dag::compact::CONTENT_TYPE, true),
+        ("application/yaml", true),
+    ] {
         use std::io::{Read as _, Write as _};
         let addr = c.engine_url.trim_start_matches("http://").to_owned();
         let mut sock = std::net::TcpStream::connect(&addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut writer = sock.try_clone().unwrap();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_owned()
+        } else {
+            format!("Content-Length: {}", 2 << 20)
+        };
         let head = format!(
-            "POST /jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            2 << 20
+            "POST /jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: {ctype}\r\n{framing}\r\n\r\n"
         );
         let sender = std::thread::spawn(move || {
             let _ = writer.write_all(head.as_bytes());
-            let _ = writer.write_all(&vec![b' '; 2 << 20]);
+            // A compact DAG's first bytes (an array of four, a 4 GiB name), then filler that
+            // the decoder reads as the name's bytes.
+            let mut body = vec![0x94, 0xdb, 0xff, 0xff, 0xff, 0xff];
+            body.resize(2 << 20, b' ');
+            if chunked {
+                for part in body.chunks(64 << 10) {
+                    let _ = writer.write_all(format!("{:x}\r\n", part.len()).as_bytes());
+                    let _ = writer.write_all(part);
+                    let _ = writer.write_all(b"\r\n");
+                }
+                let _ = writer.write_all(b"0\r\n\r\n");
+            } else {
+                let _ = writer.write_all(&body);
+            }
         });
         let mut buf = vec![0u8; 4096];
         let n = sock.read(&mut buf).unwrap();
         let answer = String::from_utf8_lossy(&buf[..n]);
-        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "{ctype} chunked={chunked}: {answer}"
+        );
         drop(sock);
         let _ = sender.join();
     }

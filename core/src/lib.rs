@@ -6,6 +6,7 @@
 //!
 //! ## Layout
 //! - [`ids`]: `JobId`, `TaskId`, `ExecutorId` newtypes; `TaskIdx`, the dense task index.
+//! - [`chunks`]: byte streams in chunks (bodies decoded and encoded as they travel).
 //! - [`value`]: [`Value`], what flows between tasks (JSON plus bytes).
 //! - [`dag`]: the file format ([`DagSpec`]), [`validate`](dag::validate()) and the compiled
 //!   [`Dag`].
@@ -22,6 +23,7 @@
 //! - [`rng`]: SplitMix64, the seeded generator of the simulators and workloads.
 //! - [`error`]: one error enum per concern.
 
+pub mod chunks;
 pub mod dag;
 pub mod error;
 pub mod ids;

@@ -17,6 +17,17 @@ pub fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serd
     T::deserialize(&mut d)
 }
 
+/// As [`from_slice`], reading the encoding from `r` as it arrives (a streamed body), with
+/// the same nesting limit. A declared string or byte length is read as far as `r` goes,
+/// never allocated up front.
+pub fn from_read<T: serde::de::DeserializeOwned>(
+    r: impl std::io::Read,
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut d = rmp_serde::Deserializer::new(r);
+    d.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +51,16 @@ mod tests {
         assert_eq!(depth, MAX_DEPTH - 1);
         let err = from_slice::<Value>(&nested(100_000)).unwrap_err();
         assert!(err.to_string().contains("depth limit"), "{err}");
+        let err = from_read::<Value>(&nested(100_000)[..]).unwrap_err();
+        assert!(err.to_string().contains("depth limit"), "{err}");
+        let v2: Value = from_read(&nested(MAX_DEPTH - 1)[..]).unwrap();
+        assert_eq!(v2, v);
+    }
+
+    #[test]
+    fn a_declared_length_past_the_stream_is_an_error_not_an_allocation() {
+        // bin32 of 4 GiB - 1, then three bytes.
+        let body = [0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        assert!(from_read::<Value>(&body[..]).is_err());
     }
 }

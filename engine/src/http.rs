@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /jobs` | submit a DAG (JSON, YAML or MessagePack by `Content-Type`); `201 {"job": id}` |
+//! | `POST /jobs` | submit a DAG (JSON, YAML, MessagePack or the compact form by `Content-Type`; the last two decoded as they arrive, [`crate::upload`]); `201 {"job": id}` |
 //! | `GET /jobs/{id}` | state, progress, failure, stats |
 //! | `GET /jobs/{id}/outputs` | outputs, in the CLI's JSON form, and the skipped ones |
 //! | `GET /jobs/{id}/trace` | task spans of a job submitted with `?trace=1` (timelines) |
@@ -16,8 +16,9 @@
 
 use crate::engine::SubmitError;
 use crate::service::{JobService, ServiceError};
+use crate::upload::{BodyKind, UploadError, collect, decode_streamed};
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -118,8 +119,14 @@ type Svc<S, P> = Arc<JobService<S, P>>;
 /// The API's routes over `svc`.
 pub fn router<S: Store, P: Proxy>(svc: Svc<S, P>, config: HttpConfig) -> Router {
     let token = Arc::new(config.token.clone());
+    let max_body = config.max_body;
     let jobs = Router::new()
-        .route("/jobs", axum::routing::post(submit::<S, P>))
+        .route(
+            "/jobs",
+            axum::routing::post(move |state, query, headers, body| {
+                submit::<S, P>(state, query, headers, max_body, body)
+            }),
+        )
         .route("/jobs/{id}", get(status::<S, P>).delete(cancel::<S, P>))
         .route("/jobs/{id}/outputs", get(outputs::<S, P>))
         .route("/jobs/{id}/trace", get(trace::<S, P>))
@@ -196,23 +203,11 @@ pub(crate) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
 /// Parses a DAG body by its content type (JSON, YAML, MessagePack, the compact form), or
 /// sniffs JSON/YAML.
 pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if ctype == rukong_core::dag::compact::CONTENT_TYPE {
-        return rukong_core::dag::CompactDag::decode(body);
-    }
-    if matches!(
-        ctype.as_str(),
-        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
-    ) {
-        return DagSpec::from_msgpack(body);
+    let ctype = content_type(headers);
+    match BodyKind::of(ctype) {
+        BodyKind::Compact => return rukong_core::dag::CompactDag::decode(body),
+        BodyKind::Msgpack => return DagSpec::from_msgpack(body),
+        BodyKind::Text => {}
     }
     let text = std::str::from_utf8(body).map_err(|e| DagError::Parse {
         format: "text",
@@ -220,12 +215,25 @@ pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> 
         column: 0,
         message: format!("the body is not UTF-8: {e}"),
     })?;
+    let ctype = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let format = match ctype.as_str() {
         "application/json" => DagFormat::Json,
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => DagFormat::Yaml,
         _ => DagFormat::sniff(text),
     };
     DagSpec::parse(text, format)
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// `POST /jobs` query: `?trace=1` records a span per task (`GET /jobs/{id}/trace`).
@@ -239,10 +247,39 @@ async fn submit<S: Store, P: Proxy>(
     State(svc): State<Svc<S, P>>,
     axum::extract::Query(q): axum::extract::Query<SubmitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    max_body: usize,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let spec = parse_dag(&headers, &body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e.to_string()))?;
+    let invalid = |e: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_dag", e);
+    let too_large = |max: usize| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over the limit of {max} bytes (engine.max_body)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Err(too_large(max_body));
+    }
+    let refused = |e: UploadError| match e {
+        UploadError::TooLarge { max } => too_large(max),
+        e => invalid(e.to_string()),
+    };
+    let spec = match BodyKind::of(content_type(&headers)) {
+        BodyKind::Text => {
+            let bytes = collect(body.into_data_stream(), max_body)
+                .await
+                .map_err(refused)?;
+            parse_dag(&headers, &bytes).map_err(|e| invalid(e.to_string()))?
+        }
+        kind => decode_streamed(kind, body.into_data_stream(), max_body)
+            .await
+            .map_err(refused)?,
+    };
     let trace = matches!(q.trace.as_deref(), Some("1" | "true" | "yes"));
     let job = svc.submit_traced(spec, trace).await?;
     Ok((

@@ -11,6 +11,7 @@
 //! - [`service`]: [`JobService`], the cluster engine: submits jobs and follows each one to
 //!   its end; stateless apart from the store.
 //! - [`http`]: the HTTP API over a [`JobService`].
+//! - [`upload`]: DAG bodies decoded while they arrive (MessagePack and the compact form).
 //! - [`ui`]: the live dashboard at `GET /ui`: a plain HTML page, its vendored charting
 //!   libraries, the cookie that carries the token, and the JSON views it reads.
 //! - [`stall`]: stall detection: a job with nothing moving and nothing queued is replayed
@@ -25,6 +26,7 @@ pub mod service;
 pub mod stall;
 pub mod tracker;
 pub mod ui;
+pub mod upload;
 pub mod warmup;
 
 pub use engine::{

@@ -183,9 +183,25 @@ impl CompactDag {
         rmp_serde::to_vec(self).unwrap_or_default()
     }
 
+    /// Writes the positional MessagePack to `w` as it is encoded (a streamed body).
+    pub fn write_to(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        rmp_serde::encode::write(&mut w, self).map_err(std::io::Error::other)
+    }
+
     /// Decodes a compact body straight to a [`DagSpec`].
     pub fn decode(bytes: &[u8]) -> Result<DagSpec, DagError> {
         let c: CompactDag = crate::msgpack::from_slice(bytes).map_err(|e| DagError::Parse {
+            format: "compact MessagePack",
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        })?;
+        c.into_spec()
+    }
+
+    /// As [`CompactDag::decode`], reading the body from `r` as it arrives.
+    pub fn decode_from(r: impl std::io::Read) -> Result<DagSpec, DagError> {
+        let c: CompactDag = crate::msgpack::from_read(r).map_err(|e| DagError::Parse {
             format: "compact MessagePack",
             line: 0,
             column: 0,
@@ -212,6 +228,12 @@ mod tests {
         assert_eq!(c.1, vec!["const", "identity", "add"]);
         let bytes = c.to_msgpack();
         assert_eq!(CompactDag::decode(&bytes).unwrap(), s);
+        assert_eq!(CompactDag::decode_from(&bytes[..]).unwrap(), s);
+        let mut written = Vec::new();
+        c.write_to(&mut written).unwrap();
+        assert_eq!(written, bytes);
+        let cut = CompactDag::decode_from(&bytes[..bytes.len() - 3]).unwrap_err();
+        assert!(cut.to_string().contains("compact MessagePack"), "{cut}");
     }
 
     #[test]

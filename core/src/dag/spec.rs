@@ -174,6 +174,16 @@ impl DagSpec {
         })
     }
 
+    /// As [`Self::from_msgpack`], reading the body from `r` as it arrives.
+    pub fn from_msgpack_reader(r: impl std::io::Read) -> Result<DagSpec, DagError> {
+        crate::msgpack::from_read(r).map_err(|e| DagError::Parse {
+            format: "MessagePack",
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        })
+    }
+
     /// Encodes the DAG as MessagePack (a map per struct, as [`Self::from_msgpack`] reads).
     pub fn to_msgpack(&self) -> Vec<u8> {
         rmp_serde::to_vec_named(self).unwrap_or_default()

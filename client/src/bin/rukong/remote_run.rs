@@ -40,7 +40,7 @@ pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
     };
     // A large text DAG is parsed here and sent in the compact form: a fraction of the
     // bytes, and no text parsing in the engine. A parse error is reported as locally.
-    let (body, ctype) = if body.len() > COMPACT_ABOVE && ctype != "application/msgpack" {
+    let spec = if body.len() > COMPACT_ABOVE && ctype != "application/msgpack" {
         let parsed = std::str::from_utf8(&body)
             .map_err(|e| DagError::Parse {
                 format: "text",
@@ -57,15 +57,21 @@ pub(crate) fn run_remote(args: &RunArgs, engine: &str) -> ExitCode {
                 DagSpec::parse(text, format)
             });
         match parsed {
-            Ok(spec) => rukong_client::remote::submission_body(&spec),
+            Ok(spec) => Some(spec),
             Err(e) => return invalid(&args.file, &e),
         }
     } else {
-        (body, ctype)
+        None
     };
     let client = EngineClient::new(engine, args.token.clone(), Duration::from_secs(60));
     let started = Instant::now();
-    let job = match client.submit_bytes_traced(&body, ctype, args.timeline.is_some()) {
+    let trace = args.timeline.is_some();
+    let submitted = match &spec {
+        Some(spec) => client.submit_spec_traced(spec, trace),
+        None => client.submit_bytes_traced(&body, ctype, trace),
+    };
+    drop(spec);
+    let job = match submitted {
         Ok(j) => j,
         Err(e) if e.is_invalid_dag() => return invalid_remote(&args.file, &e),
         Err(e) => {
