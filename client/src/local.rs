@@ -164,6 +164,10 @@ impl<S: Store> Local<S> {
             None
         };
         let executor = rukong_executor::start(exec_config, store.clone(), proxy, registry)?;
+        // Every slot idle before the first job, so that its first fan-out finds them.
+        for e in std::iter::once(&executor).chain(&gpu_executor) {
+            e.wait_ready(Duration::from_secs(5));
+        }
         Ok(Local {
             rt,
             store,

@@ -30,6 +30,8 @@ pub struct ExecutorHandle {
     system: Option<System>,
     thread: Option<JoinHandle<()>>,
     config: ExecutorConfig,
+    /// How many slots wait for work now.
+    waiting: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 /// Starts `config.slots` slot actors pulling from `store`'s queue.
@@ -91,6 +93,8 @@ pub fn start<S: Store, P: Proxy>(
         config: config.clone(),
         pool: Pool::default(),
     });
+    let probe = svc.clone();
+    let waiting = Arc::new(move || probe.pool.waiting());
     let (tx, rx) = std::sync::mpsc::channel();
     let (dereg_tx, dereg_rx) = std::sync::mpsc::channel();
     let stop2 = stop.clone();
@@ -135,6 +139,7 @@ pub fn start<S: Store, P: Proxy>(
         system: Some(system),
         thread: Some(thread),
         config,
+        waiting,
     })
 }
 
@@ -171,6 +176,23 @@ fn device_lanes(config: &ExecutorConfig) -> std::io::Result<Vec<(WarmCache, Arc<
 impl ExecutorHandle {
     pub fn config(&self) -> &ExecutorConfig {
         &self.config
+    }
+
+    /// Waits until every slot waits for work (the slots start on their own threads after
+    /// [`start`] returns), or `timeout` passes; whether they all did. A deployment that
+    /// takes its first job before then runs it all the same, with fewer idle slots to keep
+    /// a fan-out's children on.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            if (self.waiting)() >= self.config.slots {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Stops the slots (each finishes its current invocation first) and joins the threads.

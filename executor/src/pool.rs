@@ -20,7 +20,7 @@ use rukong_core::messages::Invocation;
 use rukong_core::store::Delivery;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
@@ -46,6 +46,8 @@ struct Queues {
 pub struct Pool {
     queues: Mutex<Queues>,
     available: AtomicIsize,
+    /// Slots inside [`Pool::next`], waiting for work.
+    waiting: AtomicUsize,
     /// Slots wait here for work.
     work: Notify,
     /// The dispatcher waits here for idle slots.
@@ -83,26 +85,39 @@ impl Pool {
         self.dequeue(false)
     }
 
-    /// The next work for a slot, or `None` after `wait` with nothing to do (the slot then
-    /// checks whether it should stop, and asks again).
-    pub async fn next(&self, wait: Duration) -> Option<Work> {
+    /// The next work for a slot, or `None` once `stop` is set (the slot then stops). The
+    /// slot stays counted as idle for the whole wait, so a walk never finds fewer idle
+    /// slots than there are; `wait` only bounds how long it sleeps between looks at
+    /// `stop` (a stop also wakes it, [`Pool::wake_all`]).
+    pub async fn next(&self, wait: Duration, stop: &AtomicBool) -> Option<Work> {
         if let Some(w) = self.take() {
             return Some(w);
         }
-        let notified = self.work.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         // Idle: one more slot the dispatcher may pull for, or a walk may keep a child on.
         self.available.fetch_add(1, Ordering::AcqRel);
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         self.idle.notify_one();
-        let mut work = self.take();
-        if work.is_none() {
+        let work = loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(w) = self.take() {
+                break Some(w);
+            }
+            if stop.load(Ordering::Acquire) {
+                break None;
+            }
             let _ = tokio::time::timeout(wait, notified).await;
-            work = self.take();
-        }
-        // Not idle any more: it runs what it took, or asks again (or stops).
+        };
+        // Not idle any more: it runs what it took (or stops).
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
         self.available.fetch_sub(1, Ordering::AcqRel);
         work
+    }
+
+    /// How many slots are waiting for work now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// How many entries the dispatcher may pull now (at least one idle slot waits).
@@ -233,7 +248,10 @@ mod tests {
         assert!(kept.is_empty());
         // One slot goes idle: one child stays, the other goes.
         let p = pool.clone();
-        let slot = tokio::spawn(async move { p.next(Duration::from_secs(5)).await });
+        let slot = tokio::spawn(async move {
+            p.next(Duration::from_secs(5), &AtomicBool::new(false))
+                .await
+        });
         while pool.wanted() == 0 {
             tokio::task::yield_now().await;
         }
@@ -252,19 +270,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_idle_slot_gives_up_after_its_wait_and_is_not_counted() {
-        let pool = Pool::default();
-        assert!(pool.next(Duration::from_millis(10)).await.is_none());
-        assert_eq!(pool.wanted(), 0);
+    async fn an_idle_slot_stays_counted_across_its_waits_until_it_stops() {
+        let pool = std::sync::Arc::new(Pool::default());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (p, st) = (pool.clone(), stop.clone());
+        let slot = tokio::spawn(async move { p.next(Duration::from_millis(5), &st).await });
+        while pool.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Many of its 5 ms waits pass: it is counted idle all along.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            assert_eq!((pool.waiting(), pool.wanted()), (1, 1));
+        }
+        stop.store(true, Ordering::Release);
+        pool.wake_all();
+        assert!(slot.await.unwrap().is_none());
+        assert_eq!((pool.waiting(), pool.wanted()), (0, 0));
         let mut kept = Kept::default();
         assert_eq!(pool.keep(&mut kept, vec![inv(1)]).len(), 1);
+        // A stopped slot does not wait.
+        assert!(pool.next(Duration::from_secs(60), &stop).await.is_none());
     }
 
     #[tokio::test]
     async fn a_dropped_child_makes_its_parent_retry() {
         let pool = std::sync::Arc::new(Pool::default());
         let p = pool.clone();
-        let slot = tokio::spawn(async move { p.next(Duration::from_secs(5)).await });
+        let slot = tokio::spawn(async move {
+            p.next(Duration::from_secs(5), &AtomicBool::new(false))
+                .await
+        });
         while pool.wanted() == 0 {
             tokio::task::yield_now().await;
         }

@@ -70,7 +70,7 @@ impl<S: Store, P: Proxy> Handler<Pull> for Slot<S, P> {
                 // A walk still running here may wait for children it kept: run those.
                 svc.pool.take_kept()
             } else {
-                svc.pool.next(cfg.pull_wait).await
+                svc.pool.next(cfg.pull_wait, &stop).await
             };
             match work {
                 None => return (state, !stopping),
