@@ -55,6 +55,18 @@ pub enum DagError {
     Many(Vec<DagError>),
 }
 
+impl DagError {
+    /// A parse error in a format without lines (MessagePack, the compact form).
+    pub fn unpositioned(format: &'static str, message: impl std::fmt::Display) -> DagError {
+        DagError::Parse {
+            format,
+            line: 0,
+            column: 0,
+            message: message.to_string(),
+        }
+    }
+}
+
 /// Why a known built-in can be missing: `process` is off unless the executors allow it.
 fn unknown_function_hint(func: &str) -> &'static str {
     if func == "process" {

@@ -16,7 +16,7 @@
 
 use crate::engine::SubmitError;
 use crate::service::{JobService, ServiceError};
-use crate::upload::{BodyKind, UploadError, collect, decode_streamed};
+use crate::upload::{BodyKind, UploadError, collect, decode_streamed, media_type};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -203,8 +203,8 @@ pub(crate) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
 /// Parses a DAG body by its content type (JSON, YAML, MessagePack, the compact form), or
 /// sniffs JSON/YAML.
 pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> {
-    let ctype = content_type(headers);
-    match BodyKind::of(ctype) {
+    let ctype = media_type(content_type(headers));
+    match BodyKind::of(&ctype) {
         BodyKind::Compact => return rukong_core::dag::CompactDag::decode(body),
         BodyKind::Msgpack => return DagSpec::from_msgpack(body),
         BodyKind::Text => {}
@@ -215,12 +215,6 @@ pub fn parse_dag(headers: &HeaderMap, body: &[u8]) -> Result<DagSpec, DagError> 
         column: 0,
         message: format!("the body is not UTF-8: {e}"),
     })?;
-    let ctype = ctype
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     let format = match ctype.as_str() {
         "application/json" => DagFormat::Json,
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => DagFormat::Yaml,
@@ -269,7 +263,7 @@ async fn submit<S: Store, P: Proxy>(
         UploadError::TooLarge { max } => too_large(max),
         e => invalid(e.to_string()),
     };
-    let spec = match BodyKind::of(content_type(&headers)) {
+    let spec = match BodyKind::of(&media_type(content_type(&headers))) {
         BodyKind::Text => {
             let bytes = collect(body.into_data_stream(), max_body)
                 .await

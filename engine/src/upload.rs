@@ -26,18 +26,12 @@ pub enum BodyKind {
 }
 
 impl BodyKind {
-    /// The kind for a `Content-Type` header's value (parameters ignored).
-    pub fn of(content_type: &str) -> BodyKind {
-        let ctype = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+    /// The kind for a media type ([`media_type`]).
+    pub fn of(ctype: &str) -> BodyKind {
         if ctype == rukong_core::dag::compact::CONTENT_TYPE {
             BodyKind::Compact
         } else if matches!(
-            ctype.as_str(),
+            ctype,
             "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
         ) {
             BodyKind::Msgpack
@@ -45,6 +39,16 @@ impl BodyKind {
             BodyKind::Text
         }
     }
+}
+
+/// A `Content-Type` header's media type, lowercased, its parameters left out.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Why a streamed body was not decoded.
@@ -219,7 +223,7 @@ mod tests {
             BodyKind::Compact
         );
         assert_eq!(
-            BodyKind::of("Application/MsgPack; charset=x"),
+            BodyKind::of(&media_type("Application/MsgPack; charset=x")),
             BodyKind::Msgpack
         );
         assert_eq!(BodyKind::of("application/json"), BodyKind::Text);

@@ -106,12 +106,7 @@ impl CompactDag {
     pub fn into_spec(self) -> Result<DagSpec, DagError> {
         let CompactDag(name, funcs, tasks, outputs) = self;
         let ids: Vec<TaskId> = tasks.iter().map(|t| t.0.clone()).collect();
-        let bad = |message: String| DagError::Parse {
-            format: "compact MessagePack",
-            line: 0,
-            column: 0,
-            message,
-        };
+        let bad = |message: String| DagError::unpositioned("compact MessagePack", message);
         let id_at = |i: usize, p: u32, what: &str| {
             ids.get(p as usize).cloned().ok_or_else(|| {
                 bad(format!(
@@ -190,23 +185,15 @@ impl CompactDag {
 
     /// Decodes a compact body straight to a [`DagSpec`].
     pub fn decode(bytes: &[u8]) -> Result<DagSpec, DagError> {
-        let c: CompactDag = crate::msgpack::from_slice(bytes).map_err(|e| DagError::Parse {
-            format: "compact MessagePack",
-            line: 0,
-            column: 0,
-            message: e.to_string(),
-        })?;
+        let c: CompactDag = crate::msgpack::from_slice(bytes)
+            .map_err(|e| DagError::unpositioned("compact MessagePack", e))?;
         c.into_spec()
     }
 
     /// As [`CompactDag::decode`], reading the body from `r` as it arrives.
     pub fn decode_from(r: impl std::io::Read) -> Result<DagSpec, DagError> {
-        let c: CompactDag = crate::msgpack::from_read(r).map_err(|e| DagError::Parse {
-            format: "compact MessagePack",
-            line: 0,
-            column: 0,
-            message: e.to_string(),
-        })?;
+        let c: CompactDag = crate::msgpack::from_read(r)
+            .map_err(|e| DagError::unpositioned("compact MessagePack", e))?;
         c.into_spec()
     }
 }

@@ -166,22 +166,12 @@ impl DagSpec {
 
     /// Decodes a MessagePack DAG (the same fields as JSON, as a map).
     pub fn from_msgpack(bytes: &[u8]) -> Result<DagSpec, DagError> {
-        crate::msgpack::from_slice(bytes).map_err(|e| DagError::Parse {
-            format: "MessagePack",
-            line: 0,
-            column: 0,
-            message: e.to_string(),
-        })
+        crate::msgpack::from_slice(bytes).map_err(|e| DagError::unpositioned("MessagePack", e))
     }
 
     /// As [`Self::from_msgpack`], reading the body from `r` as it arrives.
     pub fn from_msgpack_reader(r: impl std::io::Read) -> Result<DagSpec, DagError> {
-        crate::msgpack::from_read(r).map_err(|e| DagError::Parse {
-            format: "MessagePack",
-            line: 0,
-            column: 0,
-            message: e.to_string(),
-        })
+        crate::msgpack::from_read(r).map_err(|e| DagError::unpositioned("MessagePack", e))
     }
 
     /// Encodes the DAG as MessagePack (a map per struct, as [`Self::from_msgpack`] reads).
