@@ -9,7 +9,7 @@ use std::fmt;
 
 /// The version of the wire protocol; peers check it at the handshake and never retry a
 /// mismatch.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Key of a large object in the object store (through the KV-store proxy). Job-scoped keys
 /// look like `rk:{<job>}:obj:<task>`; the braces are a Redis Cluster hash tag.

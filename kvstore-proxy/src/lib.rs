@@ -14,12 +14,14 @@
 //!   proxy's own memory ([`ObjectBackend`]). Clients use
 //!   [`RemoteProxy`](rukong_core::proxy::remote::RemoteProxy); the protocol is
 //!   [`rukong_core::proxy::wire`].
+//! - `transfer`: objects moved in chunks between a connection and the shared directory.
 //!
 //! Which children of a fan-out are ready and how they are packed into invocations is
 //! decided by [`rukong_core::step`], the same pure functions executors walk with.
 
 pub mod local;
 pub mod server;
+mod transfer;
 
 pub use local::LocalProxy;
 pub use server::{ConfigError, ObjectBackend, ServerConfig, default_shared_dir, serve};

@@ -5,7 +5,10 @@
 //! One task per connection: the handshake first (bounded by
 //! [`ServerConfig::handshake_timeout`]), then requests answered one at a time, in order
 //! (clients pool connections rather than pipeline). A request is handled only once its whole
-//! frame has arrived, so a client that dies mid-put never leaves part of an object.
+//! frame has arrived, and a put only once every byte of its object has (the bytes follow
+//! the frame raw), so a client that dies mid-put never leaves part of an object. Objects
+//! bound for the shared directory are written there chunk by chunk as they arrive, and
+//! objects read from it are sent the same way, so the proxy never holds a whole one.
 //!
 //! **Objects** live where [`ServerConfig::objects`] says. With [`ObjectBackend::Shared`] they
 //! are files in a directory ([`SharedDir`]) that executors on this host read and write
@@ -21,6 +24,7 @@
 //! [`ServerConfig::shutdown_grace`].
 
 use crate::LocalProxy;
+use crate::transfer::{self, Received};
 use bytes::Bytes;
 use rukong_core::JobId;
 use rukong_core::error::StoreError;
@@ -397,42 +401,90 @@ async fn requests<S: Store>(
         let (req_id, answer) = match wire::decode::<Request>(&frame) {
             Ok(Request { req_id, body }) => {
                 drop(frame);
-                (req_id, shared.handle(body).await)
+                let answer = match body {
+                    // Its object follows, and arrives whole before anything is stored;
+                    // shutdown drops a partly read one, like a partly read frame.
+                    ToProxy::Put { key, len } => {
+                        let received = tokio::select! {
+                            _ = stop.wait_for(|&s| s) => return End::Shutdown,
+                            r = tokio::time::timeout(idle, shared.receive(rd, &key, len)) => match r {
+                                Err(_) => return End::Idle,
+                                Ok(Err(e)) => return End::Failed(e),
+                                Ok(Ok(received)) => received,
+                            },
+                        };
+                        shared.keep(&key, received).await
+                    }
+                    body => shared.handle(body).await,
+                };
+                (req_id, answer)
             }
             // A request from a newer client: answer it, the connection is still in step.
             Err(e) => match wire::decode::<RequestId>(&frame) {
                 Ok(RequestId { req_id }) => (
                     req_id,
-                    FromProxy::error(&ProxyError::Protocol(format!("unknown request: {e}"))),
+                    Answer::Frame(FromProxy::error(&ProxyError::Protocol(format!(
+                        "unknown request: {e}"
+                    )))),
                 ),
                 Err(_) => return End::Failed(e),
             },
         };
-        let resp = Response {
-            req_id,
-            body: answer,
-        };
-        let sent = match wire::encode_frame(&resp, resp.size_hint()) {
-            Ok(frame) => wire::write_encoded(wr, &frame).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
+        if let Err(e) = answer.send(wr, req_id).await {
             return End::Failed(e);
         }
     }
 }
 
+/// An answer as it is sent: one frame, or a value's frame and its object's bytes.
+enum Answer {
+    Frame(FromProxy),
+    /// An object in memory.
+    Object(Bytes),
+    /// An object in the shared directory, opened, and its length.
+    File(std::fs::File, u64),
+}
+
+impl From<ProxyResult<FromProxy>> for Answer {
+    fn from(r: ProxyResult<FromProxy>) -> Self {
+        Answer::Frame(r.unwrap_or_else(|e| FromProxy::error(&e)))
+    }
+}
+
+impl Answer {
+    async fn send(self, wr: &mut Writer, req_id: u64) -> Result<(), FrameError> {
+        let frame = |body| wire::encode_frame(&Response { req_id, body }, 128);
+        let value = |len| frame(FromProxy::Value { len: Some(len) });
+        match self {
+            Answer::Frame(body) => wire::write_encoded(wr, &frame(body)?).await,
+            Answer::Object(data) => {
+                wire::write_with_tail(wr, &value(data.len() as u64)?, &data).await
+            }
+            Answer::File(file, len) => {
+                wire::write_encoded(wr, &value(len)?).await?;
+                transfer::send_file(wr, file, len).await
+            }
+        }
+    }
+}
+
 impl<S: Store> Shared<S> {
-    async fn handle(&self, req: ToProxy) -> FromProxy {
-        let answer = match req {
-            ToProxy::Put { key, data } => self.put(&key, data).await.map(|()| FromProxy::Done),
-            ToProxy::Get { key } => self.get(&key).await.map(|data| FromProxy::Value { data }),
+    /// Answers every request but a put (whose object the caller reads first).
+    async fn handle(&self, req: ToProxy) -> Answer {
+        match req {
+            ToProxy::Put { .. } => Err(ProxyError::Protocol("a put without its object".into())),
+            ToProxy::Get { key } => {
+                return self
+                    .get(&key)
+                    .await
+                    .unwrap_or_else(|e| Ok(FromProxy::error(&e)).into());
+            }
             ToProxy::Delete { key } => self.delete(&key).await.map(|()| FromProxy::Done),
             ToProxy::Discard { key } => self.discard(&key).await.map(|()| FromProxy::Done),
             ToProxy::FanOut(req) => self.fan_out(req).await.map(FromProxy::FanOut),
             ToProxy::Ping => Ok(FromProxy::Pong),
-        };
-        answer.unwrap_or_else(|e| FromProxy::error(&e))
+        }
+        .into()
     }
 
     async fn fan_out(&self, req: FanOutRequest) -> ProxyResult<FanOutReply> {
@@ -453,55 +505,79 @@ impl<S: Store> Shared<S> {
         r
     }
 
-    async fn put(&self, key: &ObjectKey, data: Bytes) -> ProxyResult<()> {
-        if matches!(self.kept, Kept::Store) {
-            return self.proxy.put_object(key, data).await;
-        }
-        if data.len() > self.config.max_object {
-            return Err(StoreError::TooLarge {
+    /// Reads the `len` bytes of a put's object off the connection: into the shared
+    /// directory (committed there once whole) when it keeps the key, else into memory. The
+    /// inner error is the answer to the put (an object over the limit, read and dropped);
+    /// the outer one is the connection's.
+    async fn receive(
+        &self,
+        rd: &mut Reader,
+        key: &ObjectKey,
+        len: u64,
+    ) -> Result<ProxyResult<Received>, FrameError> {
+        let len = wire::tail_len(len)?;
+        if len > self.config.max_object {
+            wire::skip_tail(rd, len).await?;
+            return Ok(Err(StoreError::TooLarge {
                 key: key.to_string(),
-                size: data.len(),
+                size: len,
                 max: self.config.max_object,
             }
-            .into());
+            .into()));
         }
-        match &self.kept {
-            Kept::Store => {}
-            Kept::Memory(memory) => {
-                lock(memory).insert(key.clone(), data);
-                return Ok(());
-            }
-            Kept::Dir(dir) => {
-                let (dir, k, d) = (dir.clone(), key.clone(), data.clone());
-                match blocking(move || dir.put(&k, &d)).await {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "cannot write a shared object; storing it in the store")
-                    }
+        if let Kept::Dir(dir) = &self.kept {
+            let (dir, k) = (dir.clone(), key.clone());
+            match blocking(move || dir.writer(&k)).await {
+                Ok(Some(w)) => return transfer::receive_into(rd, w, len).await.map(Ok),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "cannot write a shared object; storing it in the store")
                 }
             }
         }
-        self.proxy.put_object(key, data).await
+        let data = wire::read_tail(rd, len).await?;
+        Ok(Ok(Received::Held(Bytes::from(data))))
     }
 
-    async fn get(&self, key: &ObjectKey) -> ProxyResult<Option<Bytes>> {
-        let here = match &self.kept {
-            Kept::Store => None,
-            Kept::Memory(memory) => lock(memory).get(key).cloned(),
+    /// Answers a put whose object arrived: one held in memory is kept in the proxy's memory
+    /// or in the store (never the shared directory, which did not take it).
+    async fn keep(&self, key: &ObjectKey, received: ProxyResult<Received>) -> Answer {
+        let kept = match received {
+            Err(e) => Err(e),
+            Ok(Received::Written) => Ok(()),
+            Ok(Received::Held(data)) => match &self.kept {
+                Kept::Memory(memory) => {
+                    lock(memory).insert(key.clone(), data);
+                    Ok(())
+                }
+                Kept::Store | Kept::Dir(_) => self.proxy.put_object(key, data).await,
+            },
+        };
+        kept.map(|()| FromProxy::Done).into()
+    }
+
+    async fn get(&self, key: &ObjectKey) -> ProxyResult<Answer> {
+        match &self.kept {
+            Kept::Store => {}
+            Kept::Memory(memory) => {
+                if let Some(data) = lock(memory).get(key).cloned() {
+                    return Ok(Answer::Object(data));
+                }
+            }
             Kept::Dir(dir) => {
                 let (dir, k) = (dir.clone(), key.clone());
-                blocking(move || dir.get(&k)).await.unwrap_or_else(|e| {
-                    tracing::warn!(%key, error = %e, "cannot read a shared object");
-                    None
-                })
+                match blocking(move || dir.open_object(&k)).await {
+                    Ok(Some((file, len))) => return Ok(Answer::File(file, len)),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%key, error = %e, "cannot read a shared object"),
+                }
             }
-        };
-        match here {
-            Some(data) => Ok(Some(data)),
-            // Not kept here: in the store, or released (its tombstone is in the store).
-            None => self.proxy.get_object(key).await,
         }
+        // Not kept here: in the store, or released (its tombstone is in the store).
+        Ok(match self.proxy.get_object(key).await? {
+            Some(data) => Answer::Object(data),
+            None => Answer::Frame(FromProxy::Value { len: None }),
+        })
     }
 
     async fn delete(&self, key: &ObjectKey) -> ProxyResult<()> {

@@ -211,16 +211,18 @@ async fn raw_client(server: &TestServer) -> TcpStream {
     conn
 }
 
-/// The frame of a put of `data` at `key`.
+/// What a put of `data` at `key` sends: its frame, then the object's bytes.
 fn put_frame(key: &ObjectKey, data: Bytes) -> Vec<u8> {
     let req = Request {
         req_id: 1,
         body: wire::ToProxy::Put {
             key: key.clone(),
-            data,
+            len: data.len() as u64,
         },
     };
-    wire::encode_frame(&req, req.body.size_hint()).unwrap()
+    let mut sent = wire::encode_frame(&req, data.len() + 128).unwrap();
+    sent.extend_from_slice(&data);
+    sent
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Objects shared on the proxy's host ([`ObjectBackend::Shared`]): clients there write and
 //! read them as files, clients elsewhere through the proxy; a released object is discarded
-//! and its tombstone found in the store; a job's objects go once the store forgets it.
+//! and its tombstone found in the store; a job's objects go once the store forgets it; an
+//! object streamed through the proxy appears whole or not at all.
 
 mod common;
 
@@ -9,6 +10,7 @@ use common::{TEST_MAX_OBJECT, TestServer, remote_config, server_config, within};
 use rukong_core::error::StoreError;
 use rukong_core::messages::ObjectKey;
 use rukong_core::proxy::remote::{RemoteConfig, RemoteProxy};
+use rukong_core::proxy::wire::{self, ClientHello, MAX_HELLO, Request, ServerHello, ToProxy};
 use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::store::memory::MemoryStore;
 use rukong_core::store::{JobStore, ObjectStore, Release, is_tombstone};
@@ -103,6 +105,18 @@ async fn clients_on_the_host_share_objects_as_files_and_others_go_through_the_pr
         .unwrap();
     assert!(file(&dir, "j1", 2).is_file());
     assert_eq!(here.get_object(&k2).await.unwrap(), Some(blob(1000, 2)));
+    // Objects of many chunks, and of none, go both ways through the proxy.
+    for (task, len) in [(3, (5 << 20) + 3), (4, 0), (5, 1)] {
+        let k = ObjectKey::for_output(&job, TaskIdx(task));
+        let data = blob(len, task as u8);
+        within("put there", there.put_object(&k, data.clone()))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(file(&dir, "j1", task)).unwrap(), data);
+        let got = within("get there", there.get_object(&k)).await.unwrap();
+        assert_eq!(got, Some(data), "{len} bytes");
+    }
+    assert_eq!(store.object_count(), 0, "nothing went to the store");
 
     // The proxy's limit holds here too, without a request.
     let err = here
@@ -225,6 +239,58 @@ async fn a_file_that_cannot_be_written_goes_to_the_store() {
     assert_eq!(here.get_object(&key).await.unwrap(), Some(blob(2048, 8)));
     let there = off_host_client(&server).await;
     assert_eq!(there.get_object(&key).await.unwrap(), Some(blob(2048, 8)));
+    // Through the proxy too: the object it could not write arrives in the store whole.
+    let big = ObjectKey::for_output(&JobId::new("blocked"), TaskIdx(4));
+    there.put_object(&big, blob(3 << 20, 9)).await.unwrap();
+    assert_eq!(store.object_count(), 2);
+    assert_eq!(here.get_object(&big).await.unwrap(), Some(blob(3 << 20, 9)));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_cut_off_through_the_proxy_leaves_no_file() {
+    use tokio::io::AsyncWriteExt;
+    let (_tmp, dir, store) = setup();
+    let server = TestServer::start(store.clone(), shared_config(&dir)).await;
+    let there = off_host_client(&server).await;
+    let key = ObjectKey::for_output(&JobId::new("cut"), TaskIdx(1));
+    let old = blob(1 << 20, 1);
+    there.put_object(&key, old.clone()).await.unwrap();
+
+    // A rewrite of the object dies after 3 MiB of its 8: the old object stays, whole, and
+    // no temporary file is left once the proxy noticed.
+    let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    wire::write_frame(&mut conn, &ClientHello::new(None))
+        .await
+        .unwrap();
+    let hello: ServerHello = wire::read_frame(&mut conn, MAX_HELLO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hello.accepted);
+    let put = Request {
+        req_id: 1,
+        body: ToProxy::Put {
+            key: key.clone(),
+            len: 8 << 20,
+        },
+    };
+    wire::write_encoded(&mut conn, &wire::encode_frame(&put, 128).unwrap())
+        .await
+        .unwrap();
+    conn.write_all(&blob(3 << 20, 2)).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(conn);
+    let job_dir = dir.join("cut");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&job_dir).unwrap().count() > 1 {
+        assert!(Instant::now() < deadline, "a temporary file stayed behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(file(&dir, "cut", 1)).unwrap(), old);
+    assert_eq!(there.get_object(&key).await.unwrap(), Some(old));
+    assert_eq!(store.object_count(), 0);
     server.stop().await;
 }
 

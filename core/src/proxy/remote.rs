@@ -6,6 +6,10 @@
 //! request; one that the proxy closed meanwhile is dropped and a new one dialed, so a
 //! restarted proxy is reconnected to transparently.
 //!
+//! **Objects** go raw after their request or answer frame ([`wire`]'s module doc): a put
+//! writes the caller's bytes to the socket as they are, and a get reads the object into the
+//! buffer that becomes its value, with no encoding or frame buffer on the way.
+//!
 //! **Timeouts.** Dialing plus the handshake is bounded by [`RemoteConfig::connect_timeout`];
 //! a whole request (waiting for a connection, dialing, every attempt) by
 //! [`RemoteConfig::request_timeout`]. A request that runs out of time fails with
@@ -179,14 +183,30 @@ impl RemoteProxy {
 
     /// Sends `body` and returns the answer, retrying a failed connection when `idempotent`.
     async fn call(&self, body: &ToProxy, idempotent: bool) -> ProxyResult<FromProxy> {
+        self.exchange(body, None, idempotent)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// Sends `body`, then `tail` raw when there is one, and returns the answer with the
+    /// object that followed it (a [`FromProxy::Value`]'s); retries a failed connection when
+    /// `idempotent`.
+    async fn exchange(
+        &self,
+        body: &ToProxy,
+        tail: Option<&Bytes>,
+        idempotent: bool,
+    ) -> ProxyResult<(FromProxy, Option<Bytes>)> {
         let p = &self.pool;
         let attempts = if idempotent { 1 + p.config.retries } else { 1 };
         let all = async {
             let mut attempt = 1;
             loop {
-                match p.attempt(body).await {
+                match p.attempt(body, tail).await {
                     Err(ProxyError::Unavailable(_)) if attempt < attempts => attempt += 1,
-                    Ok(FromProxy::Error { kind, message }) => return Err(kind.into_error(message)),
+                    Ok((FromProxy::Error { kind, message }, _)) => {
+                        return Err(kind.into_error(message));
+                    }
                     other => return other,
                 }
             }
@@ -204,8 +224,13 @@ impl RemoteProxy {
 
 impl Pool {
     /// One try on one connection. The connection goes back to the pool only after a
-    /// complete, matching answer; on any failure it is dropped.
-    async fn attempt(&self, body: &ToProxy) -> ProxyResult<FromProxy> {
+    /// complete, matching answer (and the whole object that follows a value); on any
+    /// failure it is dropped.
+    async fn attempt(
+        &self,
+        body: &ToProxy,
+        tail: Option<&Bytes>,
+    ) -> ProxyResult<(FromProxy, Option<Bytes>)> {
         let _slot = self
             .slots
             .acquire()
@@ -223,7 +248,7 @@ impl Pool {
                 frame.len() - 4
             )));
         }
-        wire::write_encoded(&mut conn, &frame).await?;
+        wire::write_with_tail(&mut conn, &frame, tail.map_or(&[][..], |t| &t[..])).await?;
         drop(frame);
         let resp: Response = wire::read_frame(&mut conn, MAX_FRAME)
             .await?
@@ -236,8 +261,15 @@ impl Pool {
                 resp.req_id
             )));
         }
+        let data = match resp.body {
+            FromProxy::Value { len: Some(len) } => {
+                let len = wire::tail_len(len)?;
+                Some(Bytes::from(wire::read_tail(&mut conn, len).await?))
+            }
+            _ => None,
+        };
         self.release(conn);
-        Ok(resp.body)
+        Ok((resp.body, data))
     }
 
     /// An idle connection that the proxy has not closed meanwhile.
@@ -355,9 +387,9 @@ impl Proxy for RemoteProxy {
         }
         let body = ToProxy::Put {
             key: key.clone(),
-            data,
+            len: data.len() as u64,
         };
-        match self.call(&body, true).await? {
+        match self.exchange(&body, Some(&data), true).await?.0 {
             FromProxy::Done => Ok(()),
             other => Err(unexpected("Put", &other)),
         }
@@ -371,9 +403,12 @@ impl Proxy for RemoteProxy {
                 return Ok(Some(data));
             }
         }
-        match self.call(&ToProxy::Get { key: key.clone() }, true).await? {
-            FromProxy::Value { data } => Ok(data),
-            other => Err(unexpected("Get", &other)),
+        match self
+            .exchange(&ToProxy::Get { key: key.clone() }, None, true)
+            .await?
+        {
+            (FromProxy::Value { .. }, data) => Ok(data),
+            (other, _) => Err(unexpected("Get", &other)),
         }
     }
 

@@ -20,7 +20,7 @@
 use crate::ids::JobId;
 use crate::messages::ObjectKey;
 use bytes::Bytes;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -99,14 +99,41 @@ impl SharedDir {
 
     /// Writes `key`'s object; `Ok(false)` when this directory does not keep such keys.
     pub fn put(&self, key: &ObjectKey, data: &[u8]) -> io::Result<bool> {
-        let Some(file) = self.file(key) else {
+        let Some(mut w) = self.writer(key)? else {
             return Ok(false);
+        };
+        w.write(data)?;
+        w.commit()?;
+        Ok(true)
+    }
+
+    /// A writer of `key`'s object in pieces, which readers see only once it is committed
+    /// whole; `None` when this directory does not keep such keys.
+    pub fn writer(&self, key: &ObjectKey) -> io::Result<Option<ObjectWriter>> {
+        let Some(file) = self.file(key) else {
+            return Ok(None);
         };
         if let Some(job) = file.parent() {
             std::fs::create_dir_all(job)?;
         }
-        self.write_atomic(&file, data)?;
-        Ok(true)
+        ObjectWriter::create(file).map(Some)
+    }
+
+    /// `key`'s object opened for reading, with its length; `None` when there is no such
+    /// file (or no such key here). The object stays readable through the handle even if it
+    /// is replaced or removed meanwhile.
+    pub fn open_object(&self, key: &ObjectKey) -> io::Result<Option<(std::fs::File, u64)>> {
+        let Some(file) = self.file(key) else {
+            return Ok(None);
+        };
+        match std::fs::File::open(file) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `key`'s object, `None` when there is no such file (or no such key here).
@@ -172,21 +199,95 @@ impl SharedDir {
 
     /// Writes `file` whole: a hidden temporary file beside it, renamed over it.
     fn write_atomic(&self, file: &Path, data: &[u8]) -> io::Result<()> {
+        let mut w = ObjectWriter::create(file.to_path_buf())?;
+        w.write(data)?;
+        w.commit()
+    }
+}
+
+/// A file being written in pieces: a hidden temporary file beside its name, renamed over
+/// the name by [`ObjectWriter::commit`], and removed if it is dropped uncommitted.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<std::fs::File>,
+    /// Bytes written so far, by writes that succeeded whole.
+    written: u64,
+}
+
+impl ObjectWriter {
+    fn create(dest: PathBuf) -> io::Result<ObjectWriter> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = file
+        let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = file.with_file_name(format!(
+        let tmp = dest.with_file_name(format!(
             ".{name}.{}-{}.tmp",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, file));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        let file = std::fs::File::create(&tmp)?;
+        Ok(ObjectWriter {
+            tmp,
+            dest,
+            file: Some(file),
+            written: 0,
+        })
+    }
+
+    /// Appends `data`.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("closed"))?;
+        file.write_all(data)?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// What the writes that succeeded wrote, read back (to keep them elsewhere after a
+    /// write failed); the writer is discarded.
+    pub fn recover(mut self) -> io::Result<Vec<u8>> {
+        self.file = None;
+        let mut data = Vec::with_capacity(self.written as usize);
+        std::fs::File::open(&self.tmp)?
+            .take(self.written)
+            .read_to_end(&mut data)?;
+        if data.len() as u64 != self.written {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the partly written object is shorter than what was written",
+            ));
         }
-        written
+        Ok(data)
+    }
+
+    /// Makes the object visible whole under its name. After a failure the writer is still
+    /// whole (to [`ObjectWriter::recover`] what it wrote).
+    pub fn commit(&mut self) -> io::Result<()> {
+        if let Some(file) = self.file.take() {
+            drop(file);
+        }
+        std::fs::rename(&self.tmp, &self.dest)?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        self.file = None;
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -215,6 +316,36 @@ mod tests {
         assert!(d.remove(&key).unwrap());
         assert!(!d.remove(&key).unwrap());
         assert_eq!(d.get(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn an_object_written_in_pieces_appears_only_when_committed() {
+        let (_t, d, _) = dir();
+        let key = ObjectKey::for_output(&JobId::new("j2"), TaskIdx(1));
+        let mut w = d.writer(&key).unwrap().unwrap();
+        w.write(b"abc").unwrap();
+        w.write(b"def").unwrap();
+        assert_eq!(w.written(), 6);
+        assert_eq!(d.get(&key).unwrap(), None, "visible before the commit");
+        w.commit().unwrap();
+        let (mut f, len) = d.open_object(&key).unwrap().unwrap();
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).unwrap();
+        assert_eq!((len, &got[..]), (6, &b"abcdef"[..]));
+
+        // Dropped uncommitted: nothing left; recovered: what was written.
+        let mut w = d.writer(&key).unwrap().unwrap();
+        w.write(b"partial").unwrap();
+        drop(w);
+        let mut w = d.writer(&key).unwrap().unwrap();
+        w.write(b"kept").unwrap();
+        assert_eq!(w.recover().unwrap(), b"kept");
+        let files: Vec<_> = std::fs::read_dir(d.path().join("j2")).unwrap().collect();
+        assert_eq!(files.len(), 1, "no temporary file is left behind");
+        assert_eq!(d.get(&key).unwrap().as_deref(), Some(&b"abcdef"[..]));
+        assert!(d.open_object(&ObjectKey::new("loose")).unwrap().is_none());
+        d.remove(&key).unwrap();
+        assert!(d.open_object(&key).unwrap().is_none());
     }
 
     #[test]

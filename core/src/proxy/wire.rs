@@ -13,14 +13,21 @@
 //!
 //! **Requests.** Then the client sends [`Request`]s (a [`ToProxy`] with a `req_id`) and the
 //! server answers each with a [`Response`] (a [`FromProxy`] with the same `req_id`), in
-//! order. The protocol grows additively: a request whose body this build cannot decode is
+//! order.
+//!
+//! **Objects travel raw.** An object's bytes are never inside a frame: a
+//! [`ToProxy::Put`] frame, and a [`FromProxy::Value`] frame of an object that exists, are
+//! followed on the connection by exactly the `len` bytes they declare, as they are. Either
+//! side moves them in chunks ([`read_tail`], [`skip_tail`], or straight from a file), so
+//! no side encodes, decodes or buffers a whole frame of them. A declared length over
+//! [`MAX_OBJECT`] is a protocol error: the connection is closed, since its tail cannot be
+//! skipped. The protocol grows additively: a request whose body this build cannot decode is
 //! answered with an [`ErrorKind::Protocol`] error, and the connection stays usable.
 
 use super::{FanOutReply, FanOutRequest, ProxyError};
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::messages::ObjectKey;
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -33,8 +40,9 @@ pub const MAX_OBJECT: usize = 64 << 20;
 pub const MAX_FRAME: usize = MAX_OBJECT + (1 << 20);
 /// The largest handshake frame.
 pub const MAX_HELLO: usize = 64 << 10;
-/// Frame bodies are read in steps of this size, so a peer that declares a large frame and
-/// sends nothing does not make the reader allocate it.
+/// Frame bodies and object tails are read in steps of this size (at first, then doubling),
+/// so a peer that declares a large frame and sends nothing does not make the reader
+/// allocate it.
 const READ_STEP: usize = 1 << 20;
 
 /// The client's first frame.
@@ -158,8 +166,9 @@ pub struct Response {
 /// Requests, client to proxy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToProxy {
-    /// Store an object whole; answered [`FromProxy::Done`].
-    Put { key: ObjectKey, data: Bytes },
+    /// Store an object whole: the frame is followed by its `len` bytes, raw (see the module
+    /// doc); answered [`FromProxy::Done`] once all of them arrived and were stored.
+    Put { key: ObjectKey, len: u64 },
     /// Answered [`FromProxy::Value`].
     Get { key: ObjectKey },
     /// Answered [`FromProxy::Done`] (also when there was no such object).
@@ -177,10 +186,17 @@ pub enum ToProxy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FromProxy {
     Done,
-    Value { data: Option<Bytes> },
+    /// The answer to a get: `Some(len)` when the object exists, and then the frame is
+    /// followed by its `len` bytes, raw; `None` when it does not.
+    Value {
+        len: Option<u64>,
+    },
     FanOut(FanOutReply),
     Pong,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// What went wrong with a request, with what the client needs to rebuild the error.
@@ -267,20 +283,20 @@ impl ToProxy {
     /// About how many bytes the encoded request takes, to allocate its frame once.
     pub fn size_hint(&self) -> usize {
         match self {
-            ToProxy::Put { key, data } => 64 + key.as_str().len() + data.len(),
             ToProxy::FanOut(f) => 256 + 24 * f.children.len(),
             _ => 128,
         }
     }
 }
 
-impl Response {
-    /// About how many bytes the encoded frame takes, to allocate it once.
-    pub fn size_hint(&self) -> usize {
-        match &self.body {
-            FromProxy::Value { data: Some(d) } => 64 + d.len(),
-            _ => 128,
-        }
+/// The length of an object tail as this side reads it: at most [`MAX_OBJECT`].
+pub fn tail_len(len: u64) -> Result<usize, FrameError> {
+    match usize::try_from(len) {
+        Ok(n) if n <= MAX_OBJECT => Ok(n),
+        _ => Err(FrameError::TooLarge {
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+            max: MAX_OBJECT,
+        }),
     }
 }
 
@@ -361,17 +377,54 @@ pub async fn read_frame_bytes<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
+    read_tail(r, len).await.map(Some)
+}
+
+/// Reads exactly `len` bytes (a frame body, an object's tail), allocating as they arrive.
+/// Not cancel safe, like [`read_frame_bytes`].
+pub async fn read_tail<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<Vec<u8>, FrameError> {
     let mut body = Vec::with_capacity(len.min(READ_STEP));
     while body.len() < len {
-        let start = body.len();
-        let step = (len - start).min(READ_STEP.max(start));
-        if body.capacity() < start + step {
-            body.reserve_exact(start + step - body.len());
+        let have = body.len();
+        if body.capacity() == have {
+            body.reserve_exact((len - have).min(READ_STEP.max(have)));
         }
-        body.resize(start + step, 0);
-        r.read_exact(&mut body[start..]).await?;
+        // Straight into the spare capacity: no zeroing, no copy.
+        let room = (len - have).min(body.capacity() - have);
+        if (&mut *r).take(room as u64).read_buf(&mut body).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the connection closed {} bytes short", len - have),
+            )
+            .into());
+        }
     }
-    Ok(Some(body))
+    Ok(body)
+}
+
+/// Reads and drops exactly `len` bytes (the tail of a put that is refused), keeping the
+/// connection in step.
+pub async fn skip_tail<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<(), FrameError> {
+    let mut buf = vec![0u8; len.min(crate::chunks::CHUNK)];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        r.read_exact(&mut buf[..n]).await?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Writes an encoded header frame and the raw tail that follows it, and flushes.
+pub async fn write_with_tail<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &[u8],
+    tail: &[u8],
+) -> Result<(), FrameError> {
+    w.write_all(frame).await?;
+    w.write_all(tail).await?;
+    w.flush().await?;
+    Ok(())
 }
 
 /// Reads and decodes one frame; `None` when the peer closed the connection between frames.
@@ -394,13 +447,16 @@ mod tests {
     async fn frames_round_trip_and_oversized_ones_are_refused() {
         let req = Request {
             req_id: 7,
-            body: ToProxy::Put {
-                key: ObjectKey::new("k"),
-                data: Bytes::from(vec![5u8; 3 << 20]),
-            },
+            body: ToProxy::FanOut(FanOutRequest {
+                job: JobId::new("j"),
+                parent: crate::ids::TaskIdx(0),
+                payload: crate::messages::Payload::Inline(crate::value::Value::Bytes(
+                    vec![5u8; 3 << 20].into(),
+                )),
+                children: Vec::new(),
+            }),
         };
-        let frame = encode_frame(&req, req.body.size_hint()).unwrap();
-        assert!(frame.len() < req.body.size_hint() + 4, "one allocation");
+        let frame = encode_frame(&req, 4 << 20).unwrap();
         let mut r = &frame[..];
         let got: Request = read_frame(&mut r, MAX_FRAME).await.unwrap().unwrap();
         assert_eq!(got, req);
@@ -439,6 +495,50 @@ mod tests {
             .unwrap();
             let got: Request = read_frame(&mut &buf[..], MAX_FRAME).await.unwrap().unwrap();
             assert_eq!(got.body, body);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_travels_raw_after_its_frame() {
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let put = Request {
+            req_id: 3,
+            body: ToProxy::Put {
+                key: ObjectKey::new("k"),
+                len: data.len() as u64,
+            },
+        };
+        let mut wire = Vec::new();
+        write_with_tail(&mut wire, &encode_frame(&put, 128).unwrap(), &data)
+            .await
+            .unwrap();
+        assert!(wire.len() < data.len() + 64, "the object is not re-encoded");
+        // Twice over: once read, once skipped, and the stream stays in step.
+        wire.extend_from_within(..);
+        let mut r = &wire[..];
+        for read in [true, false] {
+            let got: Request = read_frame(&mut r, MAX_FRAME).await.unwrap().unwrap();
+            assert_eq!(got, put);
+            let ToProxy::Put { len, .. } = got.body else {
+                unreachable!()
+            };
+            let len = tail_len(len).unwrap();
+            if read {
+                assert_eq!(read_tail(&mut r, len).await.unwrap(), data);
+            } else {
+                skip_tail(&mut r, len).await.unwrap();
+            }
+        }
+        assert!(r.is_empty());
+        // A cut tail is a failed connection; an oversized one is refused unread.
+        let cut = &wire[..wire.len() / 2 - 10];
+        let mut r = cut;
+        let _: Request = read_frame(&mut r, MAX_FRAME).await.unwrap().unwrap();
+        let err = read_tail(&mut r, data.len()).await.unwrap_err();
+        assert!(matches!(err, FrameError::Io(_)), "{err}");
+        assert!(tail_len(MAX_OBJECT as u64).is_ok());
+        for len in [MAX_OBJECT as u64 + 1, u64::MAX] {
+            assert!(matches!(tail_len(len), Err(FrameError::TooLarge { .. })));
         }
     }
 
