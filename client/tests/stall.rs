@@ -156,14 +156,14 @@ fn a_stalled_job_past_its_replays_fails_naming_what_it_waits_on() {
         error.starts_with("stalled: no progress for 0.5 s"),
         "{error}"
     );
-    // The lost invocation held the first two leaves (16 sources in invocations of two), so
-    // a1_0 never started and a2_0 waits on it.
+    // The lost invocation held the first leaf (16 sources over 2 slots go in invocations
+    // of one), so a1_0 waits on it, and the fan-ins above on a1_0.
     assert!(
-        error.contains("waiting fan-ins: a2_0 (1 of 2 dependencies)"),
+        error.contains("waiting fan-ins: a1_0 (1 of 2 dependencies), a2_0 (1 of 2 dependencies)"),
         "{error}"
     );
     assert!(error.contains("unfinished sinks: root"), "{error}");
-    assert_eq!(task.as_str(), "a2_0");
+    assert_eq!(task.as_str(), "a1_0");
     assert!(t0.elapsed() < Duration::from_secs(10));
     exec.stop();
 }

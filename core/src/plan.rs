@@ -64,6 +64,17 @@ impl JobConfig {
         per.clamp(1, self.max_starts_per_invocation.max(1))
     }
 
+    /// How many sources to put in each invocation when `n` are to start: four times finer
+    /// than [`JobConfig::chunk_size`]. A source starts new work, and an invocation's starts
+    /// all run before its slot takes more from the queue, so coarse source invocations make
+    /// many outputs before anything consumes them (a GEMM's tiles, several layers at once,
+    /// whose products then wait for sums). Finer ones let work that continues a started
+    /// walk, which a queue delivers first, run between them.
+    pub fn source_chunk_size(&self, n: usize) -> usize {
+        let per = n.div_ceil(self.slots_hint.max(1) * 16);
+        per.clamp(1, self.max_starts_per_invocation.max(1))
+    }
+
     /// As [`JobConfig::chunk_size`], for starts that each carry `input_bytes` of inputs:
     /// at most [`MAX_INPUT_BYTES_PER_INVOCATION`] of them per invocation.
     pub fn chunk_size_carrying(&self, n: usize, input_bytes: usize) -> usize {

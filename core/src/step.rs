@@ -349,8 +349,9 @@ pub fn fan_out(
 }
 
 /// Packs sends into invocations, per class (`[cpu, gpu]`): each run of sends with the same
-/// parent goes in chunks of [`JobConfig::chunk_size`] starts, every start carrying
-/// `payload(parent)`. Sends without a parent (sources) start with no inputs.
+/// parent goes in chunks of [`JobConfig::chunk_size_carrying`] starts, every start carrying
+/// `payload(parent)`. Sends without a parent (sources) start with no inputs, in chunks of
+/// [`JobConfig::source_chunk_size`].
 pub fn pack(
     job: &JobId,
     config: &JobConfig,
@@ -361,15 +362,14 @@ pub fn pack(
     for class in [ExecClass::Cpu, ExecClass::Gpu] {
         let of_class: Vec<&Send> = sends.iter().filter(|s| s.class == class).collect();
         for run in of_class.chunk_by(|a, b| a.from == b.from) {
-            let inputs = match run[0].from {
-                Some(from) => vec![KnownInput {
-                    from,
-                    payload: payload(from),
-                }],
-                None => Vec::new(),
+            let (inputs, size) = match run[0].from {
+                Some(from) => {
+                    let payload = payload(from);
+                    let size = config.chunk_size_carrying(run.len(), payload.approx_size());
+                    (vec![KnownInput { from, payload }], size)
+                }
+                None => (Vec::new(), config.source_chunk_size(run.len())),
             };
-            let bytes: usize = inputs.iter().map(|k| k.payload.approx_size()).sum();
-            let size = config.chunk_size_carrying(run.len(), bytes);
             out[class as usize].extend(run.chunks(size).map(|group| {
                 Invocation::new(
                     job.clone(),

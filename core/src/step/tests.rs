@@ -547,6 +547,44 @@ fn a_fan_out_of_a_large_inline_output_packs_fewer_starts_per_invocation() {
     assert_eq!(of(5 << 20), 1);
 }
 
+#[test]
+fn sources_go_in_finer_invocations_than_a_fan_outs_children() {
+    let job = JobId::new("pack-sources");
+    let config = JobConfig {
+        slots_hint: 2,
+        ..JobConfig::default()
+    };
+    let sends = |from: Option<TaskIdx>| -> Vec<Send> {
+        (0..2048)
+            .map(|i| Send {
+                task: TaskIdx(i + 1),
+                from,
+                class: ExecClass::Cpu,
+            })
+            .collect()
+    };
+    let sizes = |sends: &[Send]| -> Vec<usize> {
+        let [cpu, _] = pack(&job, &config, sends, |_| {
+            Payload::Inline(crate::Value::Null)
+        });
+        cpu.iter().map(|i| i.starts.len()).collect()
+    };
+    // 2,048 sources over 2 slots: 16 invocations per slot, of 64.
+    let sources = sizes(&sends(None));
+    assert_eq!((sources.len(), sources[0]), (32, 64));
+    assert_eq!(sources.iter().sum::<usize>(), 2048);
+    // The same number of one parent's children: 4 per slot, of 256.
+    let children = sizes(&sends(Some(TaskIdx(0))));
+    assert_eq!((children.len(), children[0]), (8, 256));
+    // Many sources: the per-invocation cap holds for both.
+    let many = JobConfig {
+        max_starts_per_invocation: 1024,
+        ..config
+    };
+    assert_eq!(many.source_chunk_size(1 << 20), 1024);
+    assert_eq!(many.source_chunk_size(1), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // A whole job, modelled: invocations re-run after a crash at any point of any step.
 
