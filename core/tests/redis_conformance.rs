@@ -599,6 +599,7 @@ async fn a_job_runs_through_a_redis_cluster() {
     rukong_core::store::conformance::jobs(&*s).await;
     rukong_core::store::conformance::fan_in_is_idempotent(&*s).await;
     rukong_core::store::conformance::fan_in_retry_repeats_every_answer(&*s).await;
+    rukong_core::store::conformance::fan_in_batch_answers_as_one_by_one(&*s).await;
     rukong_core::store::conformance::fan_in_concurrent(s.clone()).await;
     rukong_core::store::conformance::fan_in_counts_skipped_parents(&*s).await;
     rukong_core::store::conformance::outputs(&*s).await;

@@ -558,6 +558,12 @@ macro_rules! store_conformance_tests {
             $fixture
         );
         $crate::__conformance_test!(
+            conformance_fan_in_batch_answers_as_one_by_one,
+            fan_in_batch_answers_as_one_by_one,
+            ref,
+            $fixture
+        );
+        $crate::__conformance_test!(
             conformance_fan_in_rejects_bad_positions,
             fan_in_rejects_bad_positions,
             ref,

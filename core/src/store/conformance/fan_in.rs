@@ -97,6 +97,59 @@ pub async fn fan_in_retry_repeats_every_answer<S: Store>(s: &S) {
     s.delete_job(&job).await.unwrap();
 }
 
+/// One batch answers as if its arrivals were recorded one by one, in order: each parent of
+/// the 70-way `w` twice in a row, and `c`'s two parents around them. The first copy counts;
+/// the second is told the count so far and is not first; the arrival that completes `w`
+/// is its completer, and so is its own copy right after it, never anyone else's.
+pub async fn fan_in_batch_answers_as_one_by_one<S: Store>(s: &S) {
+    let plan = sample_plan(&unique_job("fanin-batch"));
+    let job = plan.job.clone();
+    s.put_job(plan.clone()).await.unwrap();
+    let mut batch = vec![req(&plan, "c", "a")];
+    for i in 0..70 {
+        batch.push(req(&plan, "w", &format!("p{i}")));
+        batch.push(req(&plan, "w", &format!("p{i}")));
+    }
+    batch.push(req(&plan, "c", "a"));
+    let got = s.record_arrivals(&job, &batch).await.unwrap();
+    assert_eq!(got.len(), batch.len());
+    assert!(got[0].first_time && got[0].arrived == 1 && !got[0].completes());
+    for i in 0..70usize {
+        let (one, two) = (&got[1 + 2 * i], &got[2 + 2 * i]);
+        assert!(
+            one.first_time && one.arrived == i as u32 + 1,
+            "p{i}: {one:?}"
+        );
+        assert!(
+            !two.first_time && two.arrived == i as u32 + 1,
+            "p{i} again: {two:?}"
+        );
+        assert_eq!(
+            (one.completes(), two.completes()),
+            (i == 69, i == 69),
+            "p{i}"
+        );
+    }
+    let last = got.last().unwrap();
+    assert!(!last.first_time && last.arrived == 1 && !last.completes());
+    // And the same batch again answers the same, none of it for the first time.
+    let again = s.record_arrivals(&job, &batch).await.unwrap();
+    let answers = |v: &[Arrival]| {
+        v.iter()
+            .map(|a| (a.arrived, a.completes()))
+            .collect::<Vec<_>>()
+    };
+    let mut want = answers(&got);
+    for (i, w) in want.iter_mut().enumerate().skip(1).take(140) {
+        w.0 = 70; // every parent of `w` has arrived by now
+        w.1 = i >= 139;
+    }
+    want[0].0 = 1;
+    assert_eq!(answers(&again), want);
+    assert!(again.iter().all(|a| !a.first_time));
+    s.delete_job(&job).await.unwrap();
+}
+
 /// A plan with a guard (so that parents may arrive skipped, `docs/conditional-branches.md`): `g`
 /// guards the 2-way fan-in `c` (deps `a`, `g`) and the 70-way fan-in `w`.
 pub fn conditional_plan(job: &str) -> Arc<JobPlan> {

@@ -73,26 +73,149 @@ redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return redis.call('SMEMBERS', KEYS[4])
 ";
 
-/// The start of both fan-in scripts: the job must exist; parse the level's n output groups
-/// (task, payload, k, k reader positions) from `ARGV[3]` on, leaving `at` at the first
-/// arrival; `out` collects the answers and `comp` each arrival's completer flag.
-macro_rules! level_head {
+/// Lua helpers every batched script starts with. A script's cost is mostly its
+/// `redis.call`s (each converts its arguments and reply), so a batch goes to Redis in a few
+/// variadic commands (`BITFIELD`, `HMGET`, `HSET`) rather than one command per item; Lua
+/// can pass at most a few thousand values to one call, hence the chunks.
+/// - `chunked(cmd, key, args, width)`: `cmd key args…` in chunks of whole `width`-item
+///   groups, the replies (arrays) joined;
+/// - `write_once(key, kv)`: writes the (field, value) pairs of `kv` whose field is absent
+///   (as `HSETNX` each, the first of duplicate fields winning).
+macro_rules! helpers {
     () => {
         r"
+local function chunked(cmd, key, args, width)
+  local len = #args
+  local step = 3000 - (3000 % width)
+  if len <= step then return redis.call(cmd, key, unpack(args)) end
+  local res, m = {}, 0
+  for s = 1, len, step do
+    local r = redis.call(cmd, key, unpack(args, s, math.min(s + step - 1, len)))
+    if type(r) == 'table' then
+      for x = 1, #r do m = m + 1 res[m] = r[x] end
+    end
+  end
+  return res
+end
+local function write_once(key, kv)
+  local len = #kv
+  if len == 0 then return end
+  local names = {}
+  for x = 1, len / 2 do names[x] = kv[2 * x - 1] end
+  local have = chunked('HMGET', key, names, 1)
+  local fresh, m, seen = {}, 0, {}
+  for x = 1, len / 2 do
+    local f = names[x]
+    if not have[x] and not seen[f] then
+      seen[f] = true
+      fresh[m + 1] = f
+      fresh[m + 2] = kv[2 * x]
+      m = m + 2
+    end
+  end
+  if m > 0 then chunked('HSET', key, fresh, 2) end
+end
+"
+    };
+}
+
+/// The start of both fan-in scripts: the job must exist; parse the level's n output groups
+/// (task, payload, k, k reader positions) from `ARGV[3]` on, leaving `at` at the first
+/// arrival; `out` collects the answers and `comp` each arrival's completer flag. Then
+/// `arrive(stride)` sets the arrivals' bits (one `BITFIELD`), reads the counters of their
+/// children (one `HMGET`) into `rec`, and returns the bits' old values; `flush()` writes
+/// back the counters that changed (one `HSET`).
+macro_rules! level_head {
+    () => {
+        concat!(
+            helpers!(),
+            r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
 local n = tonumber(ARGV[2])
-local writes = {}
+local wat, wk = {}, {}
 local at = 3
 for j = 1, n do
   local k = tonumber(ARGV[at + 2])
-  writes[j] = {at, k}
+  wat[j] = at
+  wk[j] = k
   at = at + 3 + k
 end
 local out = {}
 local comp = {}
+local rec, order = {}, {}
+local function arrive(stride, skips)
+  local ops, fields, m, f = {}, {}, 0, 0
+  for i = at, #ARGV, stride do
+    ops[m + 1] = 'SET'
+    ops[m + 2] = 'u1'
+    ops[m + 3] = ARGV[i]
+    ops[m + 4] = '1'
+    m = m + 4
+    local child = ARGV[i + 1]
+    if rec[child] == nil then
+      rec[child] = {}
+      order[#order + 1] = child
+      f = f + 1
+      fields[f] = child
+      if skips then
+        f = f + 1
+        fields[f] = 's' .. child
+      end
+    end
+  end
+  local old = chunked('BITFIELD', KEYS[2], ops, 4)
+  local cur = chunked('HMGET', KEYS[3], fields, 1)
+  local w = skips and 2 or 1
+  for x = 1, #order do
+    local r, v = rec[order[x]], cur[(x - 1) * w + 1] or '0'
+    if string.sub(v, 1, 1) == 'c' then
+      r.c = string.sub(v, 2)
+    else
+      r.n = tonumber(v)
+    end
+    if skips then r.s = tonumber(cur[x * 2] or '0') end
+  end
+  return old
+end
+local function flush(skips)
+  local kv = {}
+  for x = 1, #order do
+    local child = order[x]
+    local r = rec[child]
+    if r.dirty then
+      kv[#kv + 1] = child
+      if r.c then kv[#kv + 1] = 'c' .. r.c else kv[#kv + 1] = r.n end
+    end
+    if skips and r.sdirty then
+      kv[#kv + 1] = 's' .. child
+      kv[#kv + 1] = r.s
+    end
+  end
+  if #kv > 0 then chunked('HSET', KEYS[3], kv, 2) end
+end
+-- One arrival, given its bit's old value: (arrived, first, completer), as if each arrival
+-- ran alone and in order (set the bit, count it only when it was clear, and the count that
+-- reaches needed names the completer by its bit).
+local function count(r, bit, needed, was)
+  if was == 0 and not r.c then
+    r.n = r.n + 1
+    r.dirty = true
+    if r.n == needed then
+      r.c = bit
+      return r.n, 1, 1
+    end
+    return r.n, 1, 0
+  end
+  if r.c then
+    if r.c == bit then return needed, was == 0 and 1 or 0, 1 end
+    return needed, was == 0 and 1 or 0, 0
+  end
+  return r.n, 0, 0
+end
 "
+        )
     };
 }
 
@@ -101,19 +224,21 @@ local comp = {}
 /// refresh the TTLs, answer.
 macro_rules! level_tail {
     () => {
-        r"local wrote = false
+        r"local kv, m = {}, 0
 for j = 1, n do
-  local w, k = writes[j][1], writes[j][2]
+  local w, k = wat[j], wk[j]
   local keep = k == 0
   for r = 1, k do
     if comp[tonumber(ARGV[w + 2 + r]) + 1] ~= 1 then keep = true break end
   end
   if keep then
-    redis.call('HSETNX', KEYS[4], ARGV[w], ARGV[w + 1])
-    wrote = true
+    kv[m + 1] = ARGV[w]
+    kv[m + 2] = ARGV[w + 1]
+    m = m + 2
   end
 end
-if wrote then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
+write_once(KEYS[4], kv)
+if #kv > 0 then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return out
@@ -127,36 +252,25 @@ return out
 /// retried or duplicated arrival counts once. The arrival that completes the set replaces
 /// the count field with `c<bit>`, naming the completer, so that its re-arrivals are told
 /// `completes` again (no other write can follow: every bit is set). Then writes each output
-/// (write-once, `HSETNX`) unless it has readers and every one of them completed here: only
-/// its completer reads it, and holds it. Atomic, so no reader can see a count before the
-/// outputs it reads. Returns (arrived, first_time, completer) triples.
+/// (write-once) unless it has readers and every one of them completed here: only its
+/// completer reads it, and holds it. Atomic, so no reader can see a count before the
+/// outputs it reads. Returns (arrived, first_time, completer) triples. A batch costs a
+/// handful of Redis commands, whatever its size.
 const FAN_IN: &str = concat!(
     level_head!(),
     r"
+local old = arrive(3, false)
+local j = 0
 for i = at, #ARGV, 3 do
-  local child, needed = ARGV[i + 1], tonumber(ARGV[i + 2])
-  local arrived, first, completer = 0, 0, 0
-  if redis.call('SETBIT', KEYS[2], ARGV[i], '1') == 0 then
-    arrived = redis.call('HINCRBY', KEYS[3], child, '1')
-    first = 1
-    if arrived == needed then
-      redis.call('HSET', KEYS[3], child, 'c' .. ARGV[i])
-      completer = 1
-    end
-  else
-    local v = redis.call('HGET', KEYS[3], child) or '0'
-    if string.sub(v, 1, 1) == 'c' then
-      arrived = needed
-      if string.sub(v, 2) == ARGV[i] then completer = 1 end
-    else
-      arrived = tonumber(v)
-    end
-  end
-  out[#out + 1] = arrived
-  out[#out + 1] = first
-  out[#out + 1] = completer
-  comp[#comp + 1] = completer
+  j = j + 1
+  local arrived, first, completer =
+    count(rec[ARGV[i + 1]], ARGV[i], tonumber(ARGV[i + 2]), old[j])
+  out[3 * j - 2] = arrived
+  out[3 * j - 1] = first
+  out[3 * j] = completer
+  comp[j] = completer
 end
+flush(false)
 ",
     level_tail!()
 );
@@ -172,53 +286,44 @@ end
 const FAN_IN_FLAGGED: &str = concat!(
     level_head!(),
     r"
+local old = arrive(4, true)
+local j = 0
 for i = at, #ARGV, 4 do
-  local child, needed = ARGV[i + 1], tonumber(ARGV[i + 3])
+  j = j + 1
+  local r = rec[ARGV[i + 1]]
   local skips = 0
-  local arrived, first, completer = 0, 0, 0
-  if redis.call('SETBIT', KEYS[2], ARGV[i], '1') == 0 then
-    if ARGV[i + 2] == '1' then
-      skips = redis.call('HINCRBY', KEYS[3], 's' .. child, '1')
-    end
-    arrived = redis.call('HINCRBY', KEYS[3], child, '1')
-    first = 1
-    if arrived == needed then
-      redis.call('HSET', KEYS[3], child, 'c' .. ARGV[i])
-      completer = 1
-    end
-  else
-    local v = redis.call('HGET', KEYS[3], child) or '0'
-    if string.sub(v, 1, 1) == 'c' then
-      arrived = needed
-      if string.sub(v, 2) == ARGV[i] then completer = 1 end
-    else
-      arrived = tonumber(v)
-    end
+  if old[j] == 0 and not r.c and ARGV[i + 2] == '1' then
+    r.s = r.s + 1
+    r.sdirty = true
+    skips = r.s
   end
-  if completer == 1 then
-    skips = tonumber(redis.call('HGET', KEYS[3], 's' .. child) or '0')
-  end
-  out[#out + 1] = arrived
-  out[#out + 1] = first
-  out[#out + 1] = completer
-  out[#out + 1] = skips
-  comp[#comp + 1] = completer
+  local arrived, first, completer = count(r, ARGV[i], tonumber(ARGV[i + 3]), old[j])
+  if completer == 1 then skips = r.s end
+  out[4 * j - 3] = arrived
+  out[4 * j - 2] = first
+  out[4 * j - 1] = completer
+  out[4 * j] = skips
+  comp[j] = completer
 end
+flush(true)
 ",
     level_tail!()
 );
 
 /// KEYS: state, outputs (hash). ARGV: ttl ms, then (task, payload) pairs. Write-once.
-const PUT_OUTPUTS: &str = r"
+const PUT_OUTPUTS: &str = concat!(
+    helpers!(),
+    r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('UNKNOWN_JOB job is not in the store')
 end
-for i = 2, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
-end
+local kv = {}
+for i = 2, #ARGV do kv[#kv + 1] = ARGV[i] end
+write_once(KEYS[2], kv)
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1
-";
+"
+);
 
 /// KEYS: state, events, evseq, plan. ARGV: ttl ms, then events. Event n (1-based) gets the
 /// stream id `n-1`, so a reader's cursor is the last n it saw. Returns the last n.
