@@ -443,6 +443,53 @@ async fn a_retried_arrival_after_a_lost_reply_counts_once() {
     assert!(b[0].completes() && !b[0].first_time);
 }
 
+/// `GET` calls Redis has run, from `INFO commandstats`.
+async fn gets_run(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_callers_of_a_cold_plan_read_it_once() {
+    let server = RedisServer::start();
+    let s = store_for(server.url()).await;
+    let plan = sample_plan("cold-plan");
+    s.put_job(plan.clone()).await.unwrap();
+    // Another process (a cold executor) whose 16 slots want the plan at the same moment.
+    let cold = Arc::new(store_for(server.url()).await);
+    let mut con = raw(&server.url()).await;
+    let before = gets_run(&mut con).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (cold, job) = (cold.clone(), plan.job.clone());
+        calls.spawn(async move { cold.get_job(&job).await.map(|p| p.dag.len()) });
+    }
+    while let Some(r) = calls.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), plan.dag.len());
+    }
+    assert_eq!(
+        gets_run(&mut con).await - before,
+        1,
+        "the plan was read once"
+    );
+    // A job that is not there is an error for every caller, and is looked for again.
+    let missing = rukong_core::JobId::new("never-submitted");
+    for _ in 0..2 {
+        assert!(matches!(
+            cold.get_job(&missing).await,
+            Err(StoreError::UnknownJob(_))
+        ));
+    }
+    assert_eq!(gets_run(&mut con).await - before, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_profile_updates_are_not_lost() {
     let server = RedisServer::start();

@@ -155,7 +155,9 @@ struct Inner {
     cfg: RedisConfig,
     /// Bound on one round trip on the main connection, reconnection included.
     limit: Duration,
-    plans: Mutex<HashMap<JobId, Arc<CachedPlan>>>,
+    /// Plans by job, each loaded once however many callers want it at the same time (a
+    /// cold executor's slots all pull their first invocation of a job at once).
+    plans: Mutex<HashMap<JobId, Arc<tokio::sync::OnceCell<Arc<CachedPlan>>>>>,
     /// Whether this store has made sure the consumer group of each class exists.
     groups: [AtomicBool; 2],
 }
@@ -256,9 +258,30 @@ impl RedisStore {
 
     /// The job's plan, from the cache or the store.
     async fn cached_plan(&self, job: &JobId) -> StoreResult<Arc<CachedPlan>> {
-        if let Some(c) = lock(&self.inner.plans).get(job) {
-            return Ok(c.clone());
-        }
+        let cell = {
+            let mut plans = lock(&self.inner.plans);
+            match plans.get(job) {
+                Some(c) => c.clone(),
+                None => {
+                    if plans.len() >= PLAN_CACHE
+                        && let Some(k) = plans.keys().next().cloned()
+                    {
+                        plans.remove(&k);
+                    }
+                    let c = Arc::new(tokio::sync::OnceCell::new());
+                    plans.insert(job.clone(), c.clone());
+                    c
+                }
+            }
+        };
+        // A failed load leaves the cell empty: the next caller tries again.
+        cell.get_or_try_init(|| self.load_plan(job))
+            .await
+            .map(Arc::clone)
+    }
+
+    /// Reads and decodes `job`'s plan, with its fan-in bit offsets.
+    async fn load_plan(&self, job: &JobId) -> StoreResult<Arc<CachedPlan>> {
         let key = job_key(job, "plan");
         let bytes: Option<Vec<u8>> = self
             .query(redis::cmd("GET").arg(&key))
@@ -275,18 +298,10 @@ impl RedisStore {
             off.push(total);
             total += u64::from(plan.dag.needed(t));
         }
-        let cached = Arc::new(CachedPlan {
+        Ok(Arc::new(CachedPlan {
             plan: Arc::new(plan),
             off,
-        });
-        let mut plans = lock(&self.inner.plans);
-        if plans.len() >= PLAN_CACHE
-            && let Some(k) = plans.keys().next().cloned()
-        {
-            plans.remove(&k);
-        }
-        plans.insert(job.clone(), cached.clone());
-        Ok(cached)
+        }))
     }
 
     fn forget_plan(&self, job: &JobId) {
