@@ -133,10 +133,10 @@ async fn garbage_closes_that_connection_only() {
     assert!(closed_by_server(&mut http).await);
 
     // A good handshake, then an oversized length prefix.
-    let mut big = raw_client(&server).await;
+    let mut big = server.raw_client().await;
     big.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     assert!(closed_by_server(&mut big).await);
-    let mut just_over = raw_client(&server).await;
+    let mut just_over = server.raw_client().await;
     just_over
         .write_all(&((MAX_FRAME + 1) as u32).to_be_bytes())
         .await
@@ -144,7 +144,7 @@ async fn garbage_closes_that_connection_only() {
     assert!(closed_by_server(&mut just_over).await);
 
     // A frame of the right size holding no MessagePack request.
-    let mut junk = raw_client(&server).await;
+    let mut junk = server.raw_client().await;
     junk.write_all(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1])
         .await
         .unwrap();
@@ -172,7 +172,7 @@ async fn an_unknown_request_is_answered_and_the_connection_stays() {
     body.extend_from_slice(b"level");
     body.push(0x01);
     let server = server().await;
-    let mut conn = raw_client(&server).await;
+    let mut conn = server.raw_client().await;
     conn.write_all(&(body.len() as u32).to_be_bytes())
         .await
         .unwrap();
@@ -222,22 +222,9 @@ async fn an_idle_connection_is_closed_and_the_client_reconnects() {
     };
     let server = TestServer::start(Arc::new(MemoryStore::new()), config).await;
     let proxy = server.client(None).await;
-    let mut idle = raw_client(&server).await;
+    let mut idle = server.raw_client().await;
     assert!(closed_by_server(&mut idle).await);
     // The pooled connection was closed the same way; the next request dials again.
     proxy.ping().await.unwrap();
     server.stop().await;
-}
-
-async fn raw_client(server: &TestServer) -> TcpStream {
-    let mut conn = TcpStream::connect(server.addr).await.unwrap();
-    wire::write_frame(&mut conn, &ClientHello::new(None))
-        .await
-        .unwrap();
-    let hello: ServerHello = wire::read_frame(&mut conn, MAX_HELLO)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(hello.accepted);
-    conn
 }

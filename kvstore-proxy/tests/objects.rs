@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::{TEST_MAX_OBJECT, TestServer, server_config, within};
 use rukong_core::error::StoreError;
 use rukong_core::messages::ObjectKey;
-use rukong_core::proxy::wire::{self, ClientHello, MAX_HELLO, MAX_OBJECT, Request, ServerHello};
+use rukong_core::proxy::wire::{self, MAX_OBJECT, Request};
 use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::store::ObjectStore;
 use rukong_core::store::memory::MemoryStore;
@@ -15,7 +15,6 @@ use rukong_kvstore_proxy::ObjectBackend;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 fn blob(len: usize, seed: u8) -> Bytes {
     (0..len)
@@ -82,7 +81,7 @@ async fn over_limit_puts_are_too_large_and_the_connection_keeps_working() {
 
     // Sent anyway (a client that ignores the limit): refused by the server, and the
     // connection stays in step.
-    let mut conn = raw_client(&server).await;
+    let mut conn = server.raw_client().await;
     conn.write_all(&put_frame(&key, blob(TEST_MAX_OBJECT + 1, 3)))
         .await
         .unwrap();
@@ -197,20 +196,6 @@ async fn a_dead_proxy_is_unavailable_and_a_restarted_one_is_reconnected() {
     server.stop().await;
 }
 
-/// A connection past the handshake, to send raw frames.
-async fn raw_client(server: &TestServer) -> TcpStream {
-    let mut conn = TcpStream::connect(server.addr).await.unwrap();
-    wire::write_frame(&mut conn, &ClientHello::new(None))
-        .await
-        .unwrap();
-    let hello: ServerHello = wire::read_frame(&mut conn, MAX_HELLO)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(hello.accepted);
-    conn
-}
-
 /// What a put of `data` at `key` sends: its frame, then the object's bytes.
 fn put_frame(key: &ObjectKey, data: Bytes) -> Vec<u8> {
     let req = Request {
@@ -232,7 +217,7 @@ async fn a_proxy_shut_down_mid_put_stores_nothing() {
     let addr = server.addr;
     let key = ObjectKey::new("partial");
     let frame = put_frame(&key, blob(32 << 20, 8));
-    let mut conn = raw_client(&server).await;
+    let mut conn = server.raw_client().await;
     conn.write_all(&frame[..frame.len() / 2]).await.unwrap();
     conn.flush().await.unwrap();
     // Let the server start reading the frame, then stop it: it must not wait for the rest.
@@ -257,7 +242,7 @@ async fn a_client_dying_mid_put_stores_nothing() {
     let server = TestServer::start(store(), server_config()).await;
     let key = ObjectKey::new("partial");
     let frame = put_frame(&key, blob(32 << 20, 9));
-    let mut conn = raw_client(&server).await;
+    let mut conn = server.raw_client().await;
     conn.write_all(&frame[..frame.len() - 1]).await.unwrap();
     drop(conn);
 

@@ -10,7 +10,7 @@ use common::{TEST_MAX_OBJECT, TestServer, remote_config, server_config, within};
 use rukong_core::error::StoreError;
 use rukong_core::messages::ObjectKey;
 use rukong_core::proxy::remote::{RemoteConfig, RemoteProxy};
-use rukong_core::proxy::wire::{self, ClientHello, MAX_HELLO, Request, ServerHello, ToProxy};
+use rukong_core::proxy::wire::{self, Request, ToProxy};
 use rukong_core::proxy::{Proxy, ProxyError};
 use rukong_core::store::memory::MemoryStore;
 use rukong_core::store::{JobStore, ObjectStore, Release, is_tombstone};
@@ -259,15 +259,7 @@ async fn a_put_cut_off_through_the_proxy_leaves_no_file() {
 
     // A rewrite of the object dies after 3 MiB of its 8: the old object stays, whole, and
     // no temporary file is left once the proxy noticed.
-    let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    wire::write_frame(&mut conn, &ClientHello::new(None))
-        .await
-        .unwrap();
-    let hello: ServerHello = wire::read_frame(&mut conn, MAX_HELLO)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(hello.accepted);
+    let mut conn = server.raw_client().await;
     let put = Request {
         req_id: 1,
         body: ToProxy::Put {

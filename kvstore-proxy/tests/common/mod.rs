@@ -99,6 +99,21 @@ impl TestServer {
     }
 
     /// A client of this server.
+    /// A connection past the handshake (no token), to send raw frames.
+    pub async fn raw_client(&self) -> tokio::net::TcpStream {
+        use rukong_core::proxy::wire::{self, ClientHello, MAX_HELLO, ServerHello};
+        let mut conn = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        wire::write_frame(&mut conn, &ClientHello::new(None))
+            .await
+            .unwrap();
+        let hello: ServerHello = wire::read_frame(&mut conn, MAX_HELLO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(hello.accepted);
+        conn
+    }
+
     pub async fn client(&self, token: Option<&str>) -> RemoteProxy {
         within(
             "connect",
