@@ -9,7 +9,6 @@
 use crate::dag::compiled::{Child, Dag, TaskExtras};
 use crate::ids::{TaskId, TaskIdx};
 use crate::value::Value;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,7 +32,10 @@ pub(crate) fn link(n: usize, dep_off: &[u32], deps: &[TaskIdx]) -> Linked {
     let mut needed = vec![0u32; n];
     let mut out_count = vec![0u32; n + 1];
     let mut edge_pos: Vec<u32> = vec![0; deps.len()];
-    let mut seen: FxHashMap<TaskIdx, u32> = FxHashMap::default();
+    // For long dependency lists (a wide fan-in): per dependency, the last task that listed
+    // it and its position there, made on first need. Two array reads per edge instead of
+    // a hash map that grows to the list's length.
+    let mut seen: Vec<(u32, u32)> = Vec::new();
     for t in 0..n {
         let range = dep_off[t] as usize..dep_off[t + 1] as usize;
         let ds = &deps[range.clone()];
@@ -50,16 +52,18 @@ pub(crate) fn link(n: usize, dep_off: &[u32], deps: &[TaskIdx]) -> Linked {
                 }
             }
         } else {
-            seen.clear();
+            if seen.is_empty() {
+                seen = vec![(u32::MAX, 0); n];
+            }
             for (k, d) in ds.iter().enumerate() {
-                match seen.get(d) {
-                    Some(&p) => edge_pos[range.start + k] = p | DUP,
-                    None => {
-                        seen.insert(*d, distinct);
-                        edge_pos[range.start + k] = distinct;
-                        distinct += 1;
-                        out_count[d.get()] += 1;
-                    }
+                let mark = &mut seen[d.get()];
+                if mark.0 == t as u32 {
+                    edge_pos[range.start + k] = mark.1 | DUP;
+                } else {
+                    *mark = (t as u32, distinct);
+                    edge_pos[range.start + k] = distinct;
+                    distinct += 1;
+                    out_count[d.get()] += 1;
                 }
             }
         }

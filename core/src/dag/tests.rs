@@ -158,6 +158,45 @@ fn duplicate_deps_count_once_for_fan_in_and_keep_their_order() {
 }
 
 #[test]
+fn duplicate_deps_of_wide_fan_ins_count_once_too() {
+    // Over 16 dependencies take the long-list path; two such fan-ins share parents, so
+    // one's marks must not leak into the other's.
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!("  - {{id: p{i}, fn: const}}\n"));
+    }
+    let list = |order: &[usize]| {
+        order
+            .iter()
+            .map(|i| format!("p{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let first: Vec<usize> = (0..20).chain([3, 0, 19]).collect();
+    let second: Vec<usize> = (0..20).rev().chain([19, 7]).collect();
+    yaml.push_str(&format!(
+        "  - {{id: w, fn: add, deps: [{}]}}\n",
+        list(&first)
+    ));
+    yaml.push_str(&format!(
+        "  - {{id: v, fn: add, deps: [{}]}}\n",
+        list(&second)
+    ));
+    let d = check(&yaml).unwrap();
+    let (w, v) = (d.lookup("w").unwrap(), d.lookup("v").unwrap());
+    assert_eq!((d.deps(w).len(), d.needed(w)), (23, 20));
+    assert_eq!((d.deps(v).len(), d.needed(v)), (22, 20));
+    for i in 0..20u32 {
+        let p = d.lookup(&format!("p{i}")).unwrap();
+        let kids = d.children(p);
+        assert_eq!(kids.len(), 2, "p{i}");
+        // Each parent's fan-in bit is its first position in the child's list.
+        assert_eq!(kids.iter().find(|c| c.task == w).unwrap().pos, i);
+        assert_eq!(kids.iter().find(|c| c.task == v).unwrap().pos, 19 - i);
+    }
+}
+
+#[test]
 fn million_task_chain_validates_and_its_closed_cycle_is_found() {
     let n = 1_000_000;
     let d = validate(chain_spec(n), &Limits::default(), &known).unwrap();
