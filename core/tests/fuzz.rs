@@ -412,6 +412,14 @@ fn wire_messages() -> Vec<(String, Vec<u8>)> {
                 body: ToProxy::Ping,
             })
         }),
+        frame("prefetch", &|| {
+            enc(&Request {
+                req_id: 6,
+                body: ToProxy::Prefetch {
+                    job: JobId::new("j0123456789abcdef"),
+                },
+            })
+        }),
         frame("value", &|| {
             wire::encode_frame(
                 &Response {

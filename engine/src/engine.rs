@@ -369,6 +369,20 @@ impl<S: Store, P: Proxy> Engine<S, P> {
         let outage = self.config.store_outage;
         // Storing a job twice is a no-op, so a lost reply is simply retried.
         retrying(outage, || self.store.put_job(plan.clone())).await?;
+        // A job with a fan-out wide enough for the proxy: let the proxy load the plan while
+        // the sources start, rather than when the first such fan-out reaches it.
+        if plan
+            .dag
+            .tasks()
+            .any(|t| plan.schedule.use_proxy(&plan.dag, t))
+        {
+            let (proxy, job) = (self.proxy.clone(), plan.job.clone());
+            tokio::spawn(async move {
+                if let Err(error) = proxy.prefetch_plan(&job).await {
+                    tracing::debug!(%job, %error, "the proxy did not prefetch the plan");
+                }
+            });
+        }
         self.enqueue_sources(&plan).await?;
         Ok(plan.job.clone())
     }

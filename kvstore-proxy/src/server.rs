@@ -483,6 +483,17 @@ impl<S: Store> Shared<S> {
             ToProxy::Discard { key } => self.discard(&key).await.map(|()| FromProxy::Done),
             ToProxy::FanOut(req) => self.fan_out(req).await.map(FromProxy::FanOut),
             ToProxy::Ping => Ok(FromProxy::Pong),
+            ToProxy::Prefetch { job } => {
+                // The store keeps the plan once loaded; a failure here is met again, and
+                // reported, at the job's first fan-out.
+                let store = self.proxy.store().clone();
+                tokio::spawn(async move {
+                    if let Err(error) = store.get_job(&job).await {
+                        tracing::debug!(%job, %error, "plan prefetch failed");
+                    }
+                });
+                Ok(FromProxy::Done)
+            }
         }
         .into()
     }

@@ -114,6 +114,33 @@ async fn a_wide_fan_out_matches_the_local_proxy() {
 }
 
 #[tokio::test]
+async fn a_plan_prefetch_is_answered_at_once_and_changes_nothing() {
+    let plan = wide_plan("prefetched");
+    let server = TestServer::start(Arc::new(MemoryStore::new()), server_config()).await;
+    server.store.put_job(plan.clone()).await.unwrap();
+    let remote = server.client(None).await;
+    // A known job, and one the store does not have (its load fails in the background and
+    // the fan-out would report it): both answered Done, and the connection stays in step.
+    within("prefetch", remote.prefetch_plan(&plan.job))
+        .await
+        .unwrap();
+    within("prefetch", remote.prefetch_plan(&JobId::new("nowhere")))
+        .await
+        .unwrap();
+    remote.ping().await.unwrap();
+    let got = remote.fan_out(fan_out_of(&plan, "s")).await.unwrap();
+    assert_eq!(got.enqueued as usize, WIDE);
+    assert_eq!(
+        server.store.queue_len(ExecClass::Cpu).0,
+        got.invocations as usize
+    );
+    // The in-process proxy has nothing to load.
+    let local = LocalProxy::new(server.store.clone());
+    local.prefetch_plan(&plan.job).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn fan_out_errors_travel_with_their_kind() {
     let plan = wide_plan("known");
     let server = TestServer::start(Arc::new(MemoryStore::new()), server_config()).await;

@@ -34,6 +34,7 @@ use super::wire::{
 };
 use super::{FanOutReply, FanOutRequest, Proxy, ProxyError, ProxyResult};
 use crate::error::StoreError;
+use crate::ids::JobId;
 use crate::messages::{ObjectKey, PROTOCOL_VERSION};
 use bytes::Bytes;
 use serde::Serialize;
@@ -446,6 +447,14 @@ impl Proxy for RemoteProxy {
         match self.call(&ToProxy::FanOut(req), false).await? {
             FromProxy::FanOut(reply) => Ok(reply),
             other => Err(unexpected("FanOut", &other)),
+        }
+    }
+
+    async fn prefetch_plan(&self, job: &JobId) -> ProxyResult<()> {
+        let req = ToProxy::Prefetch { job: job.clone() };
+        match self.call(&req, true).await? {
+            FromProxy::Done => Ok(()),
+            other => Err(unexpected("Prefetch", &other)),
         }
     }
 }

@@ -180,6 +180,9 @@ pub enum ToProxy {
     FanOut(FanOutRequest),
     /// Answered [`FromProxy::Pong`].
     Ping,
+    /// Load a job's plan in the background ([`super::Proxy::prefetch_plan`]); answered
+    /// [`FromProxy::Done`] at once.
+    Prefetch { job: JobId },
 }
 
 /// Responses, proxy to client.
