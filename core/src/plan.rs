@@ -60,8 +60,7 @@ impl JobConfig {
     /// invocations for every slot to get several (load balance), few enough that queue costs
     /// are amortized.
     pub fn chunk_size(&self, n: usize) -> usize {
-        let per = n.div_ceil(self.slots_hint.max(1) * 4);
-        per.clamp(1, self.max_starts_per_invocation.max(1))
+        self.split(n, 4)
     }
 
     /// How many sources to put in each invocation when `n` are to start: four times finer
@@ -71,7 +70,13 @@ impl JobConfig {
     /// whose products then wait for sums). Finer ones let work that continues a started
     /// walk, which a queue delivers first, run between them.
     pub fn source_chunk_size(&self, n: usize) -> usize {
-        let per = n.div_ceil(self.slots_hint.max(1) * 16);
+        self.split(n, 16)
+    }
+
+    /// Starts per invocation for `n` starts in about `per_slot` invocations per slot, at
+    /// most [`JobConfig::max_starts_per_invocation`].
+    fn split(&self, n: usize, per_slot: usize) -> usize {
+        let per = n.div_ceil(self.slots_hint.max(1) * per_slot);
         per.clamp(1, self.max_starts_per_invocation.max(1))
     }
 

@@ -477,7 +477,7 @@ impl<S: Store> Shared<S> {
                 return self
                     .get(&key)
                     .await
-                    .unwrap_or_else(|e| Ok(FromProxy::error(&e)).into());
+                    .unwrap_or_else(|e| Answer::Frame(FromProxy::error(&e)));
             }
             ToProxy::Delete { key } => self.delete(&key).await.map(|()| FromProxy::Done),
             ToProxy::Discard { key } => self.discard(&key).await.map(|()| FromProxy::Done),

@@ -18,9 +18,9 @@
 use bytes::Bytes;
 use rukong_core::chunks::CHUNK;
 use rukong_core::proxy::shared::ObjectWriter;
-use rukong_core::proxy::wire::FrameError;
+use rukong_core::proxy::wire::{self, FrameError};
 use std::io::{self, Read};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Chunks in flight between a blocking thread and the connection.
@@ -108,11 +108,13 @@ pub(crate) async fn receive_into<R: AsyncRead + Unpin, P: Pieces>(
     let mut read = Ok(());
     while left > 0 {
         let n = left.min(CHUNK);
-        let mut buf = vec![0u8; n];
-        if let Err(e) = rd.read_exact(&mut buf).await {
-            read = Err(e);
-            break;
-        }
+        let buf = match wire::read_tail(rd, n).await {
+            Ok(buf) => buf,
+            Err(e) => {
+                read = Err(e);
+                break;
+            }
+        };
         left -= n;
         if tx.send(buf).await.is_err() {
             break; // the thread failed: its error is below
@@ -231,6 +233,7 @@ mod tests {
     use rukong_core::ids::TaskIdx;
     use rukong_core::messages::ObjectKey;
     use rukong_core::proxy::shared::SharedDir;
+    use tokio::io::AsyncReadExt;
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 253) as u8).collect()

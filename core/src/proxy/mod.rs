@@ -92,9 +92,9 @@ pub trait Proxy: Send + Sync + 'static {
     fn discard_object(&self, key: &ObjectKey) -> impl Future<Output = ProxyResult<()>> + Send;
     fn fan_out(&self, req: FanOutRequest) -> impl Future<Output = ProxyResult<FanOutReply>> + Send;
     /// Asks the proxy to load `job`'s plan now, before its first fan-out arrives, so that
-    /// the load is off that fan-out's path (a 1M-task plan takes a few hundred ms). Answered
-    /// at once; the load happens in the background, and a failed one is simply done again
-    /// at the fan-out. Nothing to do where the proxy shares the caller's store.
+    /// the load is off that fan-out's path (a 1M-task plan is 25 MB to fetch and decode).
+    /// Answered at once; the load happens in the background, and a failed one is simply
+    /// done again at the fan-out. Nothing to do where the proxy shares the caller's store.
     fn prefetch_plan(&self, job: &JobId) -> impl Future<Output = ProxyResult<()>> + Send {
         let _ = job;
         async { Ok(()) }

@@ -248,11 +248,6 @@ impl ObjectWriter {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// What the writes that succeeded wrote, read back (to keep them elsewhere after a
     /// write failed); the writer is discarded.
     pub fn recover(mut self) -> io::Result<Vec<u8>> {
@@ -273,9 +268,7 @@ impl ObjectWriter {
     /// Makes the object visible whole under its name. After a failure the writer is still
     /// whole (to [`ObjectWriter::recover`] what it wrote).
     pub fn commit(&mut self) -> io::Result<()> {
-        if let Some(file) = self.file.take() {
-            drop(file);
-        }
+        self.file = None;
         std::fs::rename(&self.tmp, &self.dest)?;
         self.tmp = PathBuf::new();
         Ok(())
@@ -325,7 +318,6 @@ mod tests {
         let mut w = d.writer(&key).unwrap().unwrap();
         w.write(b"abc").unwrap();
         w.write(b"def").unwrap();
-        assert_eq!(w.written(), 6);
         assert_eq!(d.get(&key).unwrap(), None, "visible before the commit");
         w.commit().unwrap();
         let (mut f, len) = d.open_object(&key).unwrap().unwrap();

@@ -36,7 +36,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest object that travels through the proxy, in bytes.
 pub const MAX_OBJECT: usize = 64 << 20;
-/// The largest frame body either side reads after the handshake: an object plus its envelope.
+/// The largest frame body either side reads after the handshake (objects travel after their
+/// frame, not in it; this bounds a fan-out request of a million children and its payload).
 pub const MAX_FRAME: usize = MAX_OBJECT + (1 << 20);
 /// The largest handshake frame.
 pub const MAX_HELLO: usize = 64 << 10;
@@ -350,9 +351,7 @@ pub async fn write_encoded<W: AsyncWrite + Unpin>(
     w: &mut W,
     frame: &[u8],
 ) -> Result<(), FrameError> {
-    w.write_all(frame).await?;
-    w.flush().await?;
-    Ok(())
+    write_with_tail(w, frame, &[]).await
 }
 
 /// Encodes `msg` and writes it as one frame.

@@ -274,10 +274,22 @@ impl RedisStore {
                 }
             }
         };
-        // A failed load leaves the cell empty: the next caller tries again.
-        cell.get_or_try_init(|| self.load_plan(job))
+        let loaded = cell
+            .get_or_try_init(|| self.load_plan(job))
             .await
-            .map(Arc::clone)
+            .map(Arc::clone);
+        if loaded.is_err() {
+            // Forget the empty cell, so that a job that is not there (a deleted job's late
+            // invocations, say) takes no place from cached plans; the next caller tries again.
+            let mut plans = lock(&self.inner.plans);
+            if plans
+                .get(job)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell) && !c.initialized())
+            {
+                plans.remove(job);
+            }
+        }
+        loaded
     }
 
     /// Reads and decodes `job`'s plan, with its fan-in bit offsets.

@@ -122,9 +122,10 @@ end
 /// The start of both fan-in scripts: the job must exist; parse the level's n output groups
 /// (task, payload, k, k reader positions) from `ARGV[3]` on, leaving `at` at the first
 /// arrival; `out` collects the answers and `comp` each arrival's completer flag. Then
-/// `arrive(stride)` sets the arrivals' bits (one `BITFIELD`), reads the counters of their
-/// children (one `HMGET`) into `rec`, and returns the bits' old values; `flush()` writes
-/// back the counters that changed (one `HSET`).
+/// `arrive(stride, skips)` sets the arrivals' bits (one `BITFIELD`), reads the counters of
+/// their children (and their skip counters, with `skips`) into `rec` (one `HMGET`), and
+/// returns the bits' old values; `count` answers one arrival from them; `flush(skips)`
+/// writes back the counters that changed (one `HSET`).
 macro_rules! level_head {
     () => {
         concat!(
