@@ -324,6 +324,7 @@ class Rukong:
             sample["engine_ms"] = w["samples"]["engine_ms"][0]
             sample["submit_ms"] = w["samples"]["submit_ms"][0]
             sample["redis_cmds_per_task"] = w["redis"]["calls_per_task"]
+            sample["redis_round_trips_per_task"] = w.get("redis_round_trips_per_task")
         else:
             sample["outer_ms"] = w["samples"]["outer_ms"][0]
         return {"samples": [sample], "tasks": w["tasks"], "cell_s": cell_s,
@@ -684,7 +685,11 @@ def summarize(results: dict, workloads, engines) -> dict:
                       if s.get("redis_cmds_per_task") is not None]
                 eng = [s["engine_ms"] for c in cells for s in c.get("samples", [])
                        if s.get("engine_ms") is not None]
+                rt = [s["redis_round_trips_per_task"] for c in cells
+                      for s in c.get("samples", [])
+                      if s.get("redis_round_trips_per_task") is not None]
                 row[e]["median_redis_cmds_per_task"] = median_or_none(rc)
+                row[e]["median_redis_round_trips_per_task"] = median_or_none(rt)
                 row[e]["median_engine_ms"] = median_or_none(eng)
             if e == "dask":
                 bm = [s["build_ms"] for c in cells for s in c.get("samples", [])
@@ -728,7 +733,9 @@ def markdown(meta: dict, summary: dict, workloads, engines) -> str:
     L.append("")
     L.append(f"Run {meta['started']} → {meta['finished']} (total {meta['total_s'] / 60:.1f} min)"
              f", mode {'quick' if meta['quick'] else 'full'}, R = {meta['repeats']} alternating "
-             f"repeats, {meta['warmup']} warm-up run per cell.")
+             f"repeats, {meta['warmup']} warm-up run per cell"
+             + (f" ({', '.join(meta['cold'])}: no warm-up, every engine)." if meta.get("cold")
+                else "."))
     L.append("")
     m = meta["machine"]
     L.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']:.0f} GiB RAM, "
@@ -779,17 +786,20 @@ def overhead_markdown(L: list, meta: dict, summary: dict, workloads, engines) ->
     L.append("")
     rss_table(L, summary, workloads, engines)
     if "rukong-cluster" in engines:
-        L.append("rukong cluster details (medians): engine-reported elapsed and Redis "
-                 "commands per task.")
+        L.append("rukong cluster details (medians): engine-reported elapsed, Redis commands "
+                 "per task (commands inside scripts included) and client round trips per "
+                 "task.")
         L.append("")
-        L.append("| workload | wall | engine elapsed | redis cmds/task |")
-        L.append("|---|--:|--:|--:|")
+        L.append("| workload | wall | engine elapsed | redis cmds/task | round trips/task |")
+        L.append("|---|--:|--:|--:|--:|")
         for wl in workloads:
             c = summary[wl]["rukong-cluster"]
             rc = c.get("median_redis_cmds_per_task")
+            rt = c.get("median_redis_round_trips_per_task")
             L.append(f"| {workload_title(wl)} | {fmt_ms(c['median_wall_ms'])} | "
                      f"{fmt_ms(c.get('median_engine_ms'))} | "
-                     f"{'—' if rc is None else f'{rc:.2f}'} |")
+                     f"{'—' if rc is None else f'{rc:.2f}'} | "
+                     f"{'—' if rt is None else f'{rt:.3f}'} |")
         L.append("")
     L.append("All samples (wall, in repeat order):")
     L.append("")
@@ -1069,6 +1079,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE), help="directory for results.{md,json}")
     ap.add_argument("--repeats", type=int, help="alternating repeats (default 3; quick 1)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs per cell (default 1)")
+    ap.add_argument("--cold-above", type=int, default=500_000, metavar="TASKS",
+                    help="workloads with more tasks than this run without a warm-up, for every "
+                         "engine (a 1M-task warm-up on a peer costs 10-30 min here; "
+                         "default 500000)")
     ap.add_argument("--timeout", type=float,
                     help="seconds per run before it counts as timed out (default 300; quick 60)")
     ap.add_argument("--engines", default=",".join(ENGINES),
@@ -1118,7 +1132,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rukong-peers-"))
     try:
         bindir, build_note = prepare_binaries(not a.no_build, tmp)
-        ruk = Rukong(bindir, a.warmup, timeout, tmp)
+
+        def warmup_for(wl: str) -> int:
+            kind, args = parse_workload(wl)
+            if kind in LINALG_KINDS or task_count(kind, args) <= a.cold_above:
+                return a.warmup
+            return 0
+
 
         import dask
         import distributed
@@ -1156,10 +1176,11 @@ def main() -> None:
                     if (wl, e) in skip:
                         print(f"[r{r}] {wl:<14} {e:<16} skipped (timed out before)", flush=True)
                         continue
+                    wu = warmup_for(wl)
                     if e.startswith("rukong-"):
-                        res = ruk.cell(e.removeprefix("rukong-"), wl)
+                        res = Rukong(bindir, wu, timeout, tmp).cell(e.removeprefix("rukong-"), wl)
                     else:
-                        res = peer_cell(e, wl, a.warmup, timeout, tmp)
+                        res = peer_cell(e, wl, wu, timeout, tmp)
                         if res.get("startup_s") is not None and e in startup:
                             startup[e].append(res["startup_s"])
                     res["repeat"] = r
@@ -1185,6 +1206,7 @@ def main() -> None:
             "quick": a.quick,
             "repeats": repeats,
             "warmup": a.warmup,
+            "cold": [wl for wl in workloads if warmup_for(wl) != a.warmup],
             "run_timeout_s": timeout,
             "engines": engines,
             "workloads": workloads,
