@@ -44,6 +44,8 @@ use rukong_core::store::{LevelWrite, Release, Store};
 use rukong_core::{ExecClass, JobConfig, TaskIdx, Value};
 use std::collections::HashMap;
 
+mod siblings;
+
 /// A task ready to run, with the inputs this slot already holds.
 pub(crate) struct Item {
     pub task: TaskIdx,
@@ -494,6 +496,11 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             self.svc.proxy.fan_out(req).await?;
             self.stats.proxy_fanouts += 1;
         }
+        let fresh = if self.svc.store.level_writes_are_atomic() {
+            siblings::first_time(dag, &step.arrivals, &answers)
+        } else {
+            Vec::new()
+        };
         let runs_gpu = self.svc.config.class == ExecClass::Gpu;
         let decided = step.decide(dag, &answers, runs_gpu);
         // Payloads of the parents whose children travel.
@@ -526,6 +533,21 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                 self.svc.store.push(class, invs).await?;
             }
         }
+        // Fan-in siblings that finished here: their outputs are the ones just stored, so
+        // their child takes them from memory (cloned before the values move on).
+        let in_hand: Vec<(usize, TaskIdx, Value, bool)> =
+            siblings::in_hand(dag, &decided.next, &finished, &fresh, |k| {
+                outs[k].1.is_some()
+            })
+            .into_iter()
+            .filter_map(|(i, k)| {
+                let (d, v, p) = &outs[k];
+                let v = v.clone()?;
+                let object = p.as_ref().is_some_and(|p| self.is_output_object(*d, p));
+                let release = self.releasable(*d, object, &v);
+                Some((i, *d, v, release))
+            })
+            .collect();
         // Every payload is made: the values move on into the next frontier (a parent is
         // `from` of at most one continuation).
         let mut next = Vec::with_capacity(decided.next.len());
@@ -558,6 +580,13 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
                     }
                 }
             });
+        }
+        for (i, d, v, release) in in_hand {
+            let item = &mut next[i];
+            item.known.push((d, v));
+            if release {
+                item.releases.push(d);
+            }
         }
         Ok(next)
     }

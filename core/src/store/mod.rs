@@ -147,6 +147,17 @@ pub trait FanInStore: Send + Sync + 'static {
         reqs: &[FlaggedArrival],
     ) -> impl Future<Output = StoreResult<Vec<Arrival>>> + Send;
 
+    /// Whether [`FanInStore::put_outputs_and_arrive`] writes its outputs and records its
+    /// arrivals in one atomic step, with every fan-in reader of an output that lists its
+    /// readers. Then a parent's first-time arrival means no earlier call stored its output:
+    /// the value stored is the one this call wrote, and the walk may hand it to a sibling
+    /// in memory rather than read it back. Redis (one script) says yes; the in-memory store
+    /// writes and counts under separate locks, so two concurrent duplicates could each see
+    /// half, and it says no (its reads are local anyway).
+    fn level_writes_are_atomic(&self) -> bool {
+        false
+    }
+
     /// The fan-in children of `job` that have at least one parent recorded, as `(child,
     /// arrived)`, sorted by child. For naming what a stuck job waits on; never on the hot
     /// path.

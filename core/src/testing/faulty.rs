@@ -156,6 +156,9 @@ impl<S: Store> FanInStore for Faulty<S> {
         self.call(self.inner.put_outputs_and_arrive(job, outputs, reqs))
             .await
     }
+    fn level_writes_are_atomic(&self) -> bool {
+        self.inner.level_writes_are_atomic()
+    }
     async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
         self.call(self.inner.fan_in_counts(job)).await
     }

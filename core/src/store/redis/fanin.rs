@@ -64,6 +64,11 @@ impl FanInStore for RedisStore {
         .await
     }
 
+    /// One script per call ([`RedisStore::arrive`]).
+    fn level_writes_are_atomic(&self) -> bool {
+        true
+    }
+
     async fn fan_in_counts(&self, job: &JobId) -> StoreResult<Vec<(TaskIdx, u32)>> {
         let cp = self.cached_plan(job).await?;
         let key = job_key(job, "cnt");
