@@ -160,6 +160,9 @@ pub fn serve_config(s: &Settings) -> Result<ServeConfig, BoxError> {
     };
     let host = hostname();
     let mut config = ExecutorConfig::new(slots);
+    if s.executor.threads > 0 {
+        config.threads = s.executor.threads.min(slots);
+    }
     config.id = ExecutorId::new(if s.executor.id.is_empty() {
         format!("{host}-{}", std::process::id())
     } else {

@@ -112,6 +112,8 @@ pub struct ProxySettings {
 pub struct ExecutorSettings {
     /// Slots; 0 means one per core.
     pub slots: usize,
+    /// Threads the slots share; 0 means one per core, at most one per slot.
+    pub threads: usize,
     /// An invocation whose executor is silent this long is taken over.
     pub visibility_timeout_ms: u64,
     pub heartbeat_ms: u64,
@@ -191,6 +193,7 @@ impl Default for ExecutorSettings {
     fn default() -> Self {
         ExecutorSettings {
             slots: 0,
+            threads: 0,
             visibility_timeout_ms: 30_000,
             heartbeat_ms: 2_000,
             max_deliveries: 5,
@@ -408,6 +411,35 @@ mod tests {
         let s =
             Settings::load_from(None, &token, env(&[("RUKONG_ENGINE__WARMUP", "jit")])).unwrap();
         assert_eq!(s.engine.warmup, rukong_engine::warmup::WarmupMode::Jit);
+    }
+
+    #[test]
+    fn executor_threads_default_to_the_cores_and_never_exceed_the_slots() {
+        let token = vec![("token", "t".to_string())];
+        let threads = |vars: &[(&str, &str)]| {
+            let s = Settings::load_from(None, &token, env(vars)).unwrap();
+            let c = crate::cli::serve::serve_config(&s).unwrap().executor;
+            (c.slots, c.threads)
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(
+            threads(&[("RUKONG_EXECUTOR__SLOTS", "4")]),
+            (4, cores.min(4))
+        );
+        assert_eq!(
+            threads(&[
+                ("RUKONG_EXECUTOR__SLOTS", "4"),
+                ("RUKONG_EXECUTOR__THREADS", "1")
+            ]),
+            (4, 1)
+        );
+        assert_eq!(
+            threads(&[
+                ("RUKONG_EXECUTOR__SLOTS", "2"),
+                ("RUKONG_EXECUTOR__THREADS", "8")
+            ]),
+            (2, 2)
+        );
     }
 
     #[test]
