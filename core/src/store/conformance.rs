@@ -193,6 +193,21 @@ pub async fn outputs<S: Store>(s: &S) {
             None
         ]
     );
+    // Write-once, within one call too: the first of duplicate writes wins, and a later
+    // call changes nothing.
+    let c = plan.dag.lookup("c").unwrap();
+    let int = |v| Payload::Inline(Value::Int(v));
+    s.put_outputs(
+        &job,
+        vec![(c, int(1)), (a, int(99)), (c, int(2)), (c, int(3))],
+    )
+    .await
+    .unwrap();
+    s.put_outputs(&job, vec![(c, int(4))]).await.unwrap();
+    assert_eq!(
+        s.get_outputs(&job, &[c, a]).await.unwrap(),
+        vec![Some(int(1)), Some(int(41))]
+    );
     s.delete_job(&job).await.unwrap();
     assert!(matches!(
         s.get_outputs(&job, &[a]).await,

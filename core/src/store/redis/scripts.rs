@@ -103,12 +103,12 @@ local function write_once(key, kv)
   local names = {}
   for x = 1, len / 2 do names[x] = kv[2 * x - 1] end
   local have = chunked('HMGET', key, names, 1)
-  local fresh, m, seen = {}, 0, {}
-  for x = 1, len / 2 do
-    local f = names[x]
-    if not have[x] and not seen[f] then
-      seen[f] = true
-      fresh[m + 1] = f
+  -- The absent ones, last first: HSET keeps the last value it is given for a field, so
+  -- the first of duplicate fields wins.
+  local fresh, m = {}, 0
+  for x = len / 2, 1, -1 do
+    if not have[x] then
+      fresh[m + 1] = names[x]
       fresh[m + 2] = kv[2 * x]
       m = m + 2
     end
@@ -138,7 +138,8 @@ local n = tonumber(ARGV[2])
 local wat, wk = {}, {}
 local at = 3
 for j = 1, n do
-  local k = tonumber(ARGV[at + 2])
+  local ks = ARGV[at + 2]
+  local k = ks == '1' and 1 or tonumber(ks)
   wat[j] = at
   wk[j] = k
   at = at + 3 + k
@@ -195,6 +196,16 @@ local function flush(skips)
     end
   end
   if #kv > 0 then chunked('HSET', KEYS[3], kv, 2) end
+end
+-- A child's `needed`, parsed once per distinct string (a level's arrivals mostly share few).
+local needs = {}
+local function needed(v)
+  local x = needs[v]
+  if not x then
+    x = tonumber(v)
+    needs[v] = x
+  end
+  return x
 end
 -- One arrival, given its bit's old value: (arrived, first, completer), as if each arrival
 -- ran alone and in order (set the bit, count it only when it was clear, and the count that
@@ -265,7 +276,7 @@ local j = 0
 for i = at, #ARGV, 3 do
   j = j + 1
   local arrived, first, completer =
-    count(rec[ARGV[i + 1]], ARGV[i], tonumber(ARGV[i + 2]), old[j])
+    count(rec[ARGV[i + 1]], ARGV[i], needed(ARGV[i + 2]), old[j])
   out[3 * j - 2] = arrived
   out[3 * j - 1] = first
   out[3 * j] = completer
@@ -298,7 +309,7 @@ for i = at, #ARGV, 4 do
     r.sdirty = true
     skips = r.s
   end
-  local arrived, first, completer = count(r, ARGV[i], tonumber(ARGV[i + 3]), old[j])
+  local arrived, first, completer = count(r, ARGV[i], needed(ARGV[i + 3]), old[j])
   if completer == 1 then skips = r.s end
   out[4 * j - 3] = arrived
   out[4 * j - 2] = first
