@@ -496,11 +496,8 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
             self.svc.proxy.fan_out(req).await?;
             self.stats.proxy_fanouts += 1;
         }
-        let fresh = if self.svc.store.level_writes_are_atomic() {
-            siblings::first_time(dag, &step.arrivals, &answers)
-        } else {
-            Vec::new()
-        };
+        // Kept for the siblings in hand below; deciding reads only the answers.
+        let arrivals = std::mem::take(&mut step.arrivals);
         let runs_gpu = self.svc.config.class == ExecClass::Gpu;
         let decided = step.decide(dag, &answers, runs_gpu);
         // Payloads of the parents whose children travel.
@@ -535,10 +532,14 @@ impl<S: Store, P: Proxy> Walker<'_, S, P> {
         }
         // Fan-in siblings that finished here: their outputs are the ones just stored, so
         // their child takes them from memory (cloned before the values move on).
-        let in_hand: Vec<(usize, TaskIdx, Value, bool)> =
-            siblings::in_hand(dag, &decided.next, &finished, &fresh, |k| {
+        let offered = if self.svc.store.level_writes_are_atomic() {
+            siblings::in_hand(dag, &decided.next, &finished, &arrivals, &answers, |k| {
                 outs[k].1.is_some()
             })
+        } else {
+            Vec::new()
+        };
+        let in_hand: Vec<(usize, TaskIdx, Value, bool)> = offered
             .into_iter()
             .filter_map(|(i, k)| {
                 let (d, v, p) = &outs[k];

@@ -24,37 +24,20 @@ use rukong_core::{Dag, TaskIdx};
 /// The widest fan-in whose siblings are taken from memory.
 pub(crate) const MAX_DEPS: u32 = 64;
 
-/// The `(child, position)` of this step's first-time arrivals at fan-ins of at most
-/// [`MAX_DEPS`] dependencies, sorted; empty for a job with guards.
-pub(crate) fn first_time(
-    dag: &Dag,
-    arrivals: &[FlaggedArrival],
-    answers: &[Arrival],
-) -> Vec<(TaskIdx, u32)> {
-    if dag.has_guards() {
-        return Vec::new();
-    }
-    let mut fresh: Vec<(TaskIdx, u32)> = arrivals
-        .iter()
-        .zip(answers)
-        .filter(|(f, a)| a.first_time && !f.skipped && f.req.needed <= MAX_DEPS)
-        .map(|(f, _)| (f.req.child, f.req.pos))
-        .collect();
-    fresh.sort_unstable();
-    fresh
-}
-
-/// For the continuations `next` of a step whose tasks `finished` (in `done` order), the
-/// siblings in hand: `(i, k)` says that continuation `i`'s fan-in child may take the output
-/// of `finished[k]` from memory. `has_value(k)` says whether that output is still held.
+/// For the continuations `next` of a step whose tasks `finished` (in `done` order) made
+/// `arrivals` (answered by `answers`), the siblings in hand: `(i, k)` says that
+/// continuation `i`'s fan-in child may take the output of `finished[k]` from memory.
+/// `has_value(k)` says whether that output is still held. Costs nothing more than a scan
+/// of `next` when the step completes no small fan-in.
 pub(crate) fn in_hand(
     dag: &Dag,
     next: &[Next],
     finished: &[Finished],
-    fresh: &[(TaskIdx, u32)],
+    arrivals: &[FlaggedArrival],
+    answers: &[Arrival],
     has_value: impl Fn(usize) -> bool,
 ) -> Vec<(usize, usize)> {
-    if fresh.is_empty() {
+    if dag.has_guards() {
         return Vec::new();
     }
     // The fan-in children this step continues into: (child, continuation, completer).
@@ -72,6 +55,20 @@ pub(crate) fn in_hand(
         return Vec::new();
     }
     completing.sort_unstable();
+    // The (child, position) of the first-time arrivals at those children, sorted.
+    let mut fresh: Vec<(TaskIdx, u32)> = arrivals
+        .iter()
+        .zip(answers)
+        .filter(|(f, a)| {
+            a.first_time
+                && !f.skipped
+                && completing
+                    .binary_search_by_key(&f.req.child, |&(t, _, _)| t)
+                    .is_ok()
+        })
+        .map(|(f, _)| (f.req.child, f.req.pos))
+        .collect();
+    fresh.sort_unstable();
     let mut out = Vec::new();
     for (k, f) in finished.iter().enumerate() {
         if f.skipped || !has_value(k) {
@@ -164,7 +161,6 @@ mod tests {
             answer(true, true),
             answer(true, false),
         ];
-        let fresh = first_time(&dag, &arrivals, &answers);
         let next = [
             Next::Run {
                 task: idx(&dag, "ab"),
@@ -175,12 +171,12 @@ mod tests {
                 from: idx(&dag, "c"),
             },
         ];
-        let got = in_hand(&dag, &next, &finished, &fresh, |_| true);
+        let got = in_hand(&dag, &next, &finished, &arrivals, &answers, |_| true);
         // ab takes a (finished[0]); cd takes d (finished[3]).
         assert_eq!(got, vec![(0, 0), (1, 3)]);
         // A value no longer held is not offered.
         assert_eq!(
-            in_hand(&dag, &next, &finished, &fresh, |k| k != 0),
+            in_hand(&dag, &next, &finished, &arrivals, &answers, |k| k != 0),
             vec![(1, 3)]
         );
     }
@@ -192,12 +188,11 @@ mod tests {
         let arrivals = [arrival(&dag, "a", "ab"), arrival(&dag, "b", "ab")];
         // A retry: a's bit was set by the first attempt, whose output stands in the store.
         let answers = [answer(false, false), answer(true, true)];
-        let fresh = first_time(&dag, &arrivals, &answers);
         let next = [Next::Run {
             task: idx(&dag, "ab"),
             from: idx(&dag, "b"),
         }];
-        assert!(in_hand(&dag, &next, &finished, &fresh, |_| true).is_empty());
+        assert!(in_hand(&dag, &next, &finished, &arrivals, &answers, |_| true).is_empty());
     }
 
     #[test]
@@ -206,11 +201,11 @@ mod tests {
         // Only b finished here; a finished in another walk (its arrival is not in this call).
         let finished = done(&dag, &["b"]);
         let arrivals = [arrival(&dag, "b", "ab")];
-        let fresh = first_time(&dag, &arrivals, &[answer(true, true)]);
+        let answers = [answer(true, true)];
         let next = [Next::Run {
             task: idx(&dag, "ab"),
             from: idx(&dag, "b"),
         }];
-        assert!(in_hand(&dag, &next, &finished, &fresh, |_| true).is_empty());
+        assert!(in_hand(&dag, &next, &finished, &arrivals, &answers, |_| true).is_empty());
     }
 }

@@ -199,7 +199,7 @@ local function flush(skips)
 end
 -- A child's `needed`, parsed once per distinct string (a level's arrivals mostly share few).
 local needs = {}
-local function needed(v)
+local function need_of(v)
   local x = needs[v]
   if not x then
     x = tonumber(v)
@@ -276,7 +276,7 @@ local j = 0
 for i = at, #ARGV, 3 do
   j = j + 1
   local arrived, first, completer =
-    count(rec[ARGV[i + 1]], ARGV[i], needed(ARGV[i + 2]), old[j])
+    count(rec[ARGV[i + 1]], ARGV[i], need_of(ARGV[i + 2]), old[j])
   out[3 * j - 2] = arrived
   out[3 * j - 1] = first
   out[3 * j] = completer
@@ -309,7 +309,7 @@ for i = at, #ARGV, 4 do
     r.sdirty = true
     skips = r.s
   end
-  local arrived, first, completer = count(r, ARGV[i], needed(ARGV[i + 3]), old[j])
+  local arrived, first, completer = count(r, ARGV[i], need_of(ARGV[i + 3]), old[j])
   if completer == 1 then skips = r.s end
   out[4 * j - 3] = arrived
   out[4 * j - 2] = first
